@@ -1,0 +1,155 @@
+// gcpo/detail/host/sampling.hpp - host twin of generation_step (see gcpo/sampling.hpp).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "../../sampling.hpp"
+#include "../dispatch.hpp"
+
+namespace gcpo {
+namespace detail {
+namespace host_impl {
+
+/// The canonical sum of repro_exp(x_v - mx) over the v with keep(v): 256 lanes in index order,
+/// then a binary tree over the lanes (see gcpo/sampling.hpp).
+template <class Keep>
+float canonical_mass(const float* x, std::int64_t V, float mx, Keep keep) noexcept {
+  float lanes[sampling_sum_lanes];
+  for (int j = 0; j < sampling_sum_lanes; ++j) {
+    float s = 0.0f;
+    for (std::int64_t v = j; v < V; v += sampling_sum_lanes)
+      if (keep(v)) s = s + repro_exp(x[v] - mx);
+    lanes[j] = s;
+  }
+  for (int h = sampling_sum_lanes / 2; h >= 1; h /= 2)
+    for (int j = 0; j < h; ++j) lanes[j] = lanes[j] + lanes[j + h];
+  return lanes[0];
+}
+
+/// Order of candidates: larger x first, then lower index; NaN after every number.
+struct logit_order {
+  const float* x;
+  bool operator()(std::int32_t a, std::int32_t b) const noexcept {
+    const float xa = x[a], xb = x[b];
+    const bool na = xa != xa, nb = xb != xb;
+    if (na || nb) return (na == nb) ? a < b : nb;
+    if (xa != xb) return xa > xb;
+    return a < b;
+  }
+};
+
+}  // namespace host_impl
+}  // namespace detail
+
+namespace host {
+
+inline status generation_step(const_tensor_view cond, const_tensor_view uncond, tensor_view tokens, tensor_view logprob,
+                              tensor_view entropy, const sampling_options& opt, workspace ws) noexcept {
+  GCPO_TRY(detail::validate_generation_step(cond, uncond, tokens, logprob, entropy, opt, memory_space::host));
+  const std::int64_t R = cond.shape[0], V = cond.shape[1];
+  GCPO_TRY(detail::check_workspace(ws, generation_step_workspace_bytes(R, V), memory_space::host,
+                                   "generation_step_workspace_bytes(R, V)"));
+  detail::workspace_carver carve(ws);
+  float* x = carve.take<float>(static_cast<std::size_t>(V));
+  std::int32_t* order = carve.take<std::int32_t>(static_cast<std::size_t>(V));
+  const bool has_uncond = uncond.present();
+  const std::int64_t k = (opt.top_k > 0 && opt.top_k < V) ? opt.top_k : V;
+
+  detail::dispatch_float(cond.type, [&](auto tag) {
+    using T = decltype(tag);
+    for (std::int64_t r = 0; r < R; ++r) {
+      const T* c = cond.as<const T>() + r * cond.strides[0];
+      const T* u = has_uncond ? uncond.as<const T>() + r * uncond.strides[0] : nullptr;
+      for (std::int64_t v = 0; v < V; ++v)
+        x[v] = detail::guided_logit(to_float(c[v]), u ? to_float(u[v]) : 0.0f, has_uncond, opt.cfg_scale,
+                                    opt.temperature);
+      // Kept set: the first `kept` entries of `order` once it is sorted (only when filtering).
+      std::int64_t kept = V;
+      const bool filter = k < V || opt.top_p < 1.0f;
+      if (filter) {
+        for (std::int64_t v = 0; v < V; ++v) order[v] = static_cast<std::int32_t>(v);
+        detail::host_impl::logit_order cmp{x};
+        if (k < V) std::nth_element(order, order + k, order + V, cmp);
+        std::sort(order, order + k, cmp);
+        kept = k;
+        if (opt.top_p < 1.0f) {
+          const float mx = x[order[0]];
+          // Membership of the top-m prefix follows from its last element, as the order is strict.
+          auto mass_of_prefix = [&](std::int64_t m) {
+            const float thresh_x = x[order[m - 1]];
+            const std::int32_t thresh_i = order[m - 1];
+            return detail::host_impl::canonical_mass(x, V, mx, [&](std::int64_t v) {
+              const float xv = x[v];
+              return xv > thresh_x || (xv == thresh_x && v <= thresh_i);
+            });
+          };
+          const float total = mass_of_prefix(k);
+          const float target = detail::fmaf_(opt.top_p, total, 0.0f);
+          std::int64_t lo = 1, hi = k;  // smallest m with mass(m) >= target
+          while (lo < hi) {
+            const std::int64_t mid = lo + (hi - lo) / 2;
+            if (mass_of_prefix(mid) >= target) hi = mid;
+            else lo = mid + 1;
+          }
+          kept = lo;
+        }
+      }
+      // Membership of v in the kept set, from the last kept candidate (order is strict).
+      const float last_x = filter ? x[order[kept - 1]] : 0.0f;
+      const std::int32_t last_i = filter ? order[kept - 1] : 0;
+      auto in_kept = [&](std::int64_t v) {
+        if (!filter) return true;
+        const float xv = x[v];
+        if (xv != xv) return last_x != last_x && v <= last_i;  // NaN ranks last
+        if (last_x != last_x) return true;
+        return xv > last_x || (xv == last_x && v <= last_i);
+      };
+      // Gumbel-max draw over the kept set.
+      std::int64_t best = -1;
+      float best_key = -std::numeric_limits<float>::infinity();
+      for (std::int64_t v = 0; v < V; ++v) {
+        if (!in_kept(v)) continue;
+        if (best < 0) best = v;
+        const float key = x[v] + detail::gumbel_noise(opt.seed, opt.step, static_cast<std::uint32_t>(r),
+                                                      static_cast<std::uint32_t>(v));
+        if (key > best_key) {
+          best_key = key;
+          best = v;
+        }
+      }
+      // Log-prob and entropy of the renormalised kept distribution (float32, ordinary exp/log).
+      float mx = -std::numeric_limits<float>::infinity();
+      bool nan = false;
+      for (std::int64_t v = 0; v < V; ++v)
+        if (in_kept(v)) {
+          nan = nan || x[v] != x[v];
+          mx = x[v] > mx ? x[v] : mx;
+        }
+      float lp = std::numeric_limits<float>::quiet_NaN(), ent = lp;
+      if (!nan && mx > -std::numeric_limits<float>::infinity()) {
+        float s = 0.0f, t = 0.0f;
+        for (std::int64_t v = 0; v < V; ++v)
+          if (in_kept(v) && x[v] > -std::numeric_limits<float>::infinity()) {
+            const float d = x[v] - mx;
+            const float e = std::exp(d);
+            s += e;
+            t += e * d;
+          }
+        const float log_s = std::log(s);
+        lp = x[best] - mx - log_s;
+        ent = log_s - t / s;
+      }
+      if (tokens.type == dtype::int32) tokens.as<std::int32_t>()[r] = static_cast<std::int32_t>(best);
+      else tokens.as<std::int64_t>()[r] = best;
+      if (logprob.present()) logprob.as<float>()[r] = lp;
+      if (entropy.present()) entropy.as<float>()[r] = ent;
+    }
+  });
+  return ok();
+}
+
+}  // namespace host
+}  // namespace gcpo

@@ -1,0 +1,112 @@
+// gcpo/similarity.hpp - mean pairwise cosine similarity of each token position across a group.
+//
+// Shapes: `R = P * G` rollouts stored prompt-major (rollout r = p * G + g), `N` tokens,
+// `D` embedding dimension, `V` codebook entries.
+#pragma once
+
+#include "detail/validate.hpp"
+#include "status.hpp"
+#include "tensor_view.hpp"
+
+namespace gcpo {
+
+/// Options of `group_similarity` and `group_similarity_from_tokens`.
+/// Largest group size the similarity operators accept.
+constexpr std::int64_t max_similarity_group = 1024;
+
+struct similarity_options {
+  /// Group size G (rollouts per prompt), 2 <= G <= max_similarity_group; R must be a multiple of it.
+  std::int64_t group = 0;
+  /// cos(a, b) = a.b / max(|a| |b|, eps), as torch.nn.functional.cosine_similarity. > 0.
+  float eps = 1e-8f;
+};
+
+namespace detail {
+
+inline status validate_similarity_common(std::int64_t R, std::int64_t N, const_tensor_view similarity,
+                                         const similarity_options& opt, const char* r_name,
+                                         memory_space space) noexcept {
+  if (opt.group < 2 || opt.group > max_similarity_group)
+    return status::error(status_code::invalid_argument, "`options.group` (%lld) must be in [2, %lld]",
+                         static_cast<long long>(opt.group), static_cast<long long>(max_similarity_group));
+  if (R % opt.group != 0)
+    return status::error(status_code::invalid_argument, "%s (R = %lld) must be a multiple of `options.group` (%lld)",
+                         r_name, static_cast<long long>(R), static_cast<long long>(opt.group));
+  if (!(opt.eps > 0.0f) || !std::isfinite(opt.eps))
+    return status::error(status_code::invalid_argument, "`options.eps` (%g) must be finite and > 0",
+                         static_cast<double>(opt.eps));
+  GCPO_TRY(check_rank(similarity, "similarity", 2, "[R, N]"));
+  GCPO_TRY(check_space(similarity, "similarity", space));
+  GCPO_TRY(check_dtype(similarity, "similarity", {dtype::float32}));
+  GCPO_TRY(check_extent(similarity, "similarity", 0, R, r_name));
+  GCPO_TRY(check_extent(similarity, "similarity", 1, N, "N"));
+  GCPO_TRY(check_contiguous(similarity, "similarity"));
+  return ok();
+}
+
+/// Validation shared by the host and CUDA twins of `group_similarity`.
+inline status validate_group_similarity(const_tensor_view embeddings, const_tensor_view similarity,
+                                        const similarity_options& opt, memory_space space) noexcept {
+  GCPO_TRY(check_rank(embeddings, "embeddings", 3, "[R, N, D]"));
+  GCPO_TRY(check_space(embeddings, "embeddings", space));
+  GCPO_TRY(check_dtype(embeddings, "embeddings", {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(check_inner_contiguous(embeddings, "embeddings"));
+  GCPO_TRY(check_positive_strides(embeddings, "embeddings"));
+  GCPO_TRY(validate_similarity_common(embeddings.shape[0], embeddings.shape[1], similarity, opt, "`embeddings.shape[0]`",
+                                      space));
+  GCPO_TRY(check_no_overlap(similarity, "similarity", embeddings, "embeddings"));
+  return ok();
+}
+
+/// Validation shared by the host and CUDA twins of `group_similarity_from_tokens`.
+inline status validate_group_similarity_from_tokens(const_tensor_view tokens, const_tensor_view table,
+                                                    const_tensor_view similarity, const similarity_options& opt,
+                                                    memory_space space) noexcept {
+  GCPO_TRY(check_rank(tokens, "tokens", 2, "[R, N]"));
+  GCPO_TRY(check_space(tokens, "tokens", space));
+  GCPO_TRY(check_dtype(tokens, "tokens", {dtype::int32, dtype::int64}));
+  GCPO_TRY(check_contiguous(tokens, "tokens"));
+  GCPO_TRY(check_rank(table, "table", 2, "[V, D]"));
+  GCPO_TRY(check_space(table, "table", space));
+  GCPO_TRY(check_dtype(table, "table", {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(check_inner_contiguous(table, "table"));
+  GCPO_TRY(check_positive_strides(table, "table"));
+  GCPO_TRY(validate_similarity_common(tokens.shape[0], tokens.shape[1], similarity, opt, "`tokens.shape[0]`", space));
+  GCPO_TRY(check_no_overlap(similarity, "similarity", tokens, "tokens"));
+  GCPO_TRY(check_no_overlap(similarity, "similarity", table, "table"));
+  return ok();
+}
+
+}  // namespace detail
+
+namespace host {
+
+/// `similarity[p*G + g, t] = mean over ordered pairs i != j of cos(e_i, e_j)` with
+/// `e_i = embeddings[p*G + i, t, :]` and `cos(a, b) = a.b / max(|a| |b|, eps)`; the same value
+/// is written for all G rollouts of prompt p.
+///
+/// Uses the identity `sum_{i != j} cos = |sum_i u_i|^2 - sum_i |u_i|^2` (u_i = e_i / |e_i|,
+/// zero vectors give u = 0), O(G*D) per position; positions where some pair has
+/// `|e_i| |e_j| < eps` fall back to the pairwise formula so the clamp is honoured exactly.
+///
+/// - `embeddings` `[R, N, D]` float32 / bfloat16 / float16, rows of D contiguous, R and N strided
+///   freely; accumulation float32.
+/// - `similarity` `[R, N]` float32 contiguous, overwritten; shall not overlap `embeddings`.
+/// - `options.group` = G in [2, 1024], R a multiple of G.
+/// - NaN in an embedding makes its position's similarity NaN. Deterministic, single-threaded.
+inline status group_similarity(const_tensor_view embeddings, tensor_view similarity,
+                               const similarity_options& options) noexcept;
+
+/// `group_similarity` with `embeddings[r, t, :] = table[tokens[r, t], :]`, without
+/// materialising `[R, N, D]` (Janus-Pro: the table is `gen_aligner(gen_embed.weight)`, `[V, D]`).
+///
+/// - `tokens` `[R, N]` int32 / int64 contiguous, each in `[0, V)` (checked: `invalid_argument`).
+/// - `table` `[V, D]` float32 / bfloat16 / float16, rows contiguous, may be strided.
+/// - `similarity` as for `group_similarity`.
+inline status group_similarity_from_tokens(const_tensor_view tokens, const_tensor_view table, tensor_view similarity,
+                                           const similarity_options& options) noexcept;
+
+}  // namespace host
+}  // namespace gcpo
+
+#include "detail/host/similarity.hpp"

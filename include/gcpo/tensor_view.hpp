@@ -1,0 +1,156 @@
+// gcpo/tensor_view.hpp - non-owning, trivially copyable views of host or device buffers.
+//
+// A view is a pointer, a runtime dtype, the memory space it lives in, a rank (1..4), 64-bit
+// extents and strides counted in elements (as in DLPack). Views never own or allocate. Inputs
+// are `const_tensor_view` (pointer to const), outputs `tensor_view`; an output view converts
+// implicitly to an input view. A default-constructed view is "absent": optional arguments
+// take it to mean "not given".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
+
+#include "dtype.hpp"
+
+namespace gcpo {
+
+/// Where a buffer lives. CUDA operators reject host views and vice versa.
+enum class memory_space : std::uint8_t { host, device };
+
+inline const char* to_string(memory_space s) noexcept { return s == memory_space::host ? "host" : "device"; }
+
+/// Largest rank a view can have.
+constexpr int max_rank = 4;
+
+/// A view over `void*` (outputs) or `const void*` (inputs). See the file comment.
+template <class VoidPtr>
+struct basic_tensor_view {
+  static_assert(std::is_same<VoidPtr, void*>::value || std::is_same<VoidPtr, const void*>::value,
+                "basic_tensor_view holds void* or const void*");
+
+  VoidPtr data = nullptr;                  ///< first element (not necessarily aligned)
+  dtype type = dtype::float32;             ///< element type
+  memory_space space = memory_space::host; ///< where `data` lives
+  int rank = 0;                            ///< number of dimensions, 0 for an absent view
+  std::int64_t shape[max_rank] = {};       ///< extents
+  std::int64_t strides[max_rank] = {};     ///< strides in elements
+
+  constexpr basic_tensor_view() noexcept = default;
+
+  /// An output view converts to an input view.
+  template <class P, class = std::enable_if_t<std::is_same<VoidPtr, const void*>::value && std::is_same<P, void*>::value>>
+  constexpr basic_tensor_view(const basic_tensor_view<P>& o) noexcept  // NOLINT(google-explicit-constructor)
+      : data(o.data), type(o.type), space(o.space), rank(o.rank), shape{}, strides{} {
+    for (int i = 0; i < max_rank; ++i) {
+      shape[i] = o.shape[i];
+      strides[i] = o.strides[i];
+    }
+  }
+
+  /// True for a default-constructed ("not given") view.
+  constexpr bool absent() const noexcept { return rank == 0 && data == nullptr; }
+  /// True unless absent.
+  constexpr bool present() const noexcept { return !absent(); }
+
+  /// Number of elements (1 for rank 0 with data, 0 when absent).
+  constexpr std::int64_t numel() const noexcept {
+    if (absent()) return 0;
+    std::int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= shape[i];
+    return n;
+  }
+
+  /// True when the elements are dense and row-major.
+  constexpr bool is_contiguous() const noexcept {
+    std::int64_t expect = 1;
+    for (int i = rank - 1; i >= 0; --i) {
+      if (shape[i] != 1 && strides[i] != expect) return false;
+      expect *= shape[i];
+    }
+    return true;
+  }
+
+  /// The data pointer as `T*` (no dtype check: validate first).
+  template <class T>
+  T* as() const noexcept {
+    using Q = std::conditional_t<std::is_const<std::remove_pointer_t<VoidPtr>>::value, const T, T>;
+    static_assert(std::is_same<Q*, T*>::value || std::is_const<T>::value, "an input view only yields const pointers");
+    return static_cast<T*>(data);
+  }
+};
+
+/// A view of an output (writable) buffer.
+using tensor_view = basic_tensor_view<void*>;
+/// A view of an input (read-only) buffer.
+using const_tensor_view = basic_tensor_view<const void*>;
+
+namespace detail {
+template <class T>
+using view_for = std::conditional_t<std::is_const<T>::value, const_tensor_view, tensor_view>;
+}
+
+/// A row-major contiguous view of `data` with the given extents (rank 1..4).
+/// `T` is one of float, bfloat16, float16, int32_t, int64_t, uint8_t (optionally const).
+template <class T>
+detail::view_for<T> make_view(T* data, std::initializer_list<std::int64_t> shape,
+                              memory_space space = memory_space::host) noexcept {
+  detail::view_for<T> v;
+  v.data = data;
+  v.type = dtype_of<T>::value;
+  v.space = space;
+  v.rank = static_cast<int>(shape.size() > max_rank ? max_rank : shape.size());
+  int i = 0;
+  for (std::int64_t s : shape) {
+    if (i == max_rank) break;
+    v.shape[i++] = s;
+  }
+  std::int64_t stride = 1;
+  for (int d = v.rank - 1; d >= 0; --d) {
+    v.strides[d] = stride;
+    stride *= v.shape[d];
+  }
+  return v;
+}
+
+/// A view with explicit strides (in elements), e.g. rows of logits inside a larger buffer.
+template <class T>
+detail::view_for<T> make_strided_view(T* data, std::initializer_list<std::int64_t> shape,
+                                      std::initializer_list<std::int64_t> strides,
+                                      memory_space space = memory_space::host) noexcept {
+  detail::view_for<T> v = make_view(data, shape, space);
+  int i = 0;
+  for (std::int64_t s : strides) {
+    if (i == max_rank) break;
+    v.strides[i++] = s;
+  }
+  return v;
+}
+
+/// `make_view(data, shape, memory_space::device)`.
+template <class T>
+detail::view_for<T> make_device_view(T* data, std::initializer_list<std::int64_t> shape) noexcept {
+  return make_view(data, shape, memory_space::device);
+}
+
+/// Caller-provided scratch memory (CUB-style two-phase use: ask `*_workspace_bytes`, allocate,
+/// pass). The same memory may be reused by the next call once the previous one has finished
+/// (on the same stream for CUDA).
+struct workspace {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  memory_space space = memory_space::host;
+};
+
+/// Alignment of every sub-allocation carved from a workspace.
+constexpr std::size_t workspace_alignment = 256;
+
+namespace detail {
+/// Rounds `n` up to the workspace alignment.
+constexpr std::size_t align_up(std::size_t n) noexcept {
+  return (n + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
+}
+}  // namespace detail
+
+}  // namespace gcpo
