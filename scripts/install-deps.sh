@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages gcpo's build, tests, benchmarks and examples need, skipping
+# those already present (apt-get update runs only when something is missing).
+#   scripts/install-deps.sh            # library, tests, benchmarks, demo
+#   scripts/install-deps.sh --trainer  # also libtorch for the example trainer
+set -euo pipefail
+
+pkgs=(cmake ninja-build g++ pkg-config catch2 libbenchmark-dev nlohmann-json3-dev libdlpack-dev
+      libcli11-dev libfmt-dev libpng-dev libstb-dev)
+if [[ "${1:-}" == "--trainer" ]]; then
+  # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower.
+  pkgs+=(libtorch-dev libopenblas0-pthread)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "gcpo: installing ${missing[*]}" >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds and runs every gcpo test on a fresh Debian machine (installing what is missing):
+#  1. the normal build (Release): host tests, conformance, consumer (find_package) test,
+#     example-trainer tests when libtorch is present, and, when nvcc is found, every CUDA
+#     target compiled for sm_80 and sm_90 (CUDA tests report SKIPPED without a GPU);
+#  2. the same host tests built with AddressSanitizer + UndefinedBehaviorSanitizer;
+#  3. with nvcc: the ptxas register-spill check of the hot kernels.
+# Usage: scripts/test.sh     (environment: JOBS=<n> parallel jobs, default nproc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+bash scripts/install-deps.sh --trainer
+
+cuda=OFF
+if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  cuda=ON
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+
+echo "== gcpo: build (Release, CUDA=$cuda) =="
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=$cuda -DCMAKE_CUDA_ARCHITECTURES="80;90"
+cmake --build build -j "$JOBS"
+echo "== gcpo: tests =="
+ctest --test-dir build --output-on-failure -j "$JOBS"
+
+echo "== gcpo: tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGCPO_SANITIZE=address,undefined \
+  -DGCPO_ENABLE_CUDA=OFF -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=OFF
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+
+if [[ $cuda == ON && -x scripts/check-spills.sh ]]; then
+  echo "== gcpo: ptxas register-spill check =="
+  bash scripts/check-spills.sh
+fi
+echo "== gcpo: all tests passed =="
