@@ -67,9 +67,10 @@ inline status validate_token_stats(const_tensor_view logits, const_tensor_view t
 inline status validate_token_stats_backward(const_tensor_view logits, const_tensor_view tokens, const_tensor_view lse,
                                             const_tensor_view grad_logprob, const_tensor_view grad_logits,
                                             const token_stats_options& opt, memory_space space) noexcept {
+  // `lse` first: validate_token_stats would otherwise report "nothing to compute" for it.
+  GCPO_TRY(check_present(lse, "lse"));
   GCPO_TRY(validate_token_stats(logits, tokens, const_tensor_view{}, const_tensor_view{}, lse, opt, space));
   GCPO_TRY(check_present(tokens, "tokens"));
-  GCPO_TRY(check_present(lse, "lse"));
   const std::int64_t R = logits.shape[0], N = logits.shape[1], V = logits.shape[2];
   GCPO_TRY(check_rank(grad_logprob, "grad_logprob", 2, "[R, N]"));
   GCPO_TRY(check_space(grad_logprob, "grad_logprob", space));

@@ -22,6 +22,8 @@ constexpr int stats_chunk = 64;
 struct row_stats {
   float lse;      ///< log sum exp(x)
   float entropy;  ///< lse - sum p x
+  float max = std::numeric_limits<float>::quiet_NaN();      ///< m = max x (NaN when the row has none)
+  float log_sum = std::numeric_limits<float>::quiet_NaN();  ///< log sum exp(x - m), so lse = m + log_sum
 };
 
 /// One pass over `V` elements of one row: the row is read once, in chunks that stay in L1.
@@ -76,7 +78,7 @@ inline row_stats softmax_row_stats(const T* row, std::int64_t V, float inv_t) no
     Tt += t[l];
   }
   const float log_s = std::log(S);
-  return row_stats{m + log_s, log_s - Tt / S};
+  return row_stats{m + log_s, log_s - Tt / S, m, log_s};
 }
 
 template <class T, class I>
@@ -102,7 +104,8 @@ status token_stats_typed(const_tensor_view logits, const_tensor_view tokens, ten
       const row_stats st = softmax_row_stats(row, V, inv_t);
       if (ent) ent[i] = st.entropy;
       if (ls) ls[i] = st.lse;
-      if (lp) lp[i] = to_float(row[tok[i]]) * inv_t - st.lse;
+      // (x - m) - log_sum, not x - lse: lse rounds to the ulp of m (5e-4 at |x| = 1e4).
+      if (lp) lp[i] = (to_float(row[tok[i]]) * inv_t - st.max) - st.log_sum;
     }
   return ok();
 }
