@@ -6,6 +6,10 @@
 namespace gcpo_cuda_bench {
 namespace {
 
+double check_bytes(gcpo::dtype t, std::int64_t R, std::int64_t N) {
+  return static_cast<double>(R * N * V) * gcpo::dtype_size(t) + 8.0;
+}
+
 void bm_count_nonfinite(benchmark::State& st, gcpo::dtype t, std::int64_t R, std::int64_t N) {
   const std::size_t elem = static_cast<std::size_t>(gcpo::dtype_size(t));
   const slot_ref lg = device_slot("logits", static_cast<std::size_t>(R * N * V) * elem, input_key("logits", t, {R, N, V}, 1));
@@ -24,7 +28,7 @@ void bm_count_nonfinite(benchmark::State& st, gcpo::dtype t, std::int64_t R, std
         st.SkipWithError(("count_nonfinite found " + std::to_string(host) + " in finite logits").c_str());
         return false;
       });
-  set_bytes(st, static_cast<double>(R * N * V) * static_cast<double>(elem) + 8.0);
+  set_bytes(st, check_bytes(t, R, N));
 }
 
 }  // namespace
@@ -34,7 +38,7 @@ void register_checks() {
     for (std::int64_t R : rollout_counts())
       for (std::int64_t N : token_counts())
         add(bench_name("count_nonfinite", dtype_tag(t), {{"R", R}, {"N", N}, {"V", V}}), bound::memory,
-            [=](benchmark::State& st) { bm_count_nonfinite(st, t, R, N); });
+            [=](benchmark::State& st) { bm_count_nonfinite(st, t, R, N); }, check_bytes(t, R, N));
 }
 
 }  // namespace gcpo_cuda_bench

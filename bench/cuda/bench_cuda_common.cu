@@ -173,13 +173,20 @@ std::int64_t launch_iterations() {
 }
 
 int graph_calls() {
-  static const int n = static_cast<int>(env_int("GCPO_BENCH_GRAPH_CALLS", 64));
+  static const int n = static_cast<int>(env_int("GCPO_BENCH_GRAPH_CALLS", 32));
   return n;
 }
 
 std::int64_t graph_iterations() {
-  static const std::int64_t n = env_int("GCPO_BENCH_GRAPH_ITERS", 100);
+  static const std::int64_t n = env_int("GCPO_BENCH_GRAPH_ITERS", 50);
   return n;
+}
+
+std::int64_t memory_iterations(double bytes) {
+  static const double target_s = static_cast<double>(env_int("GCPO_BENCH_MEMORY_MS", 20)) * 1e-3;
+  const double expected_s = bytes / 2.5e12;
+  const double n = expected_s > 0.0 ? target_s / expected_s : 200.0;
+  return n < 10.0 ? 10 : (n > 200.0 ? 200 : static_cast<std::int64_t>(n));
 }
 
 void flush_l2() {

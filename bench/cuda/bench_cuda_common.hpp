@@ -4,18 +4,21 @@
 //
 // Method (docs/performance.md says more):
 // - Google Benchmark with manual time: each iteration's time is the CUDA-event time of the
-//   operator on the benchmark stream; the reported figure is the median over repetitions
-//   (run with --benchmark_repetitions=N --benchmark_report_aggregates_only=true).
+//   operator on the benchmark stream; every benchmark has a fixed iteration count (so the run's
+//   length is known in advance); the reported figure is the median over repetitions of the
+//   per-repetition mean (--benchmark_repetitions=N --benchmark_report_aggregates_only=true).
 // - Memory-bound operators flush the 50 MB L2 before every iteration: a 128 MiB write
 //   (cudaMemsetAsync) followed by a 128 MiB read of another buffer, so the timed kernel starts
 //   with a cold cache holding no dirty lines to write back.
 // - `SetBytesProcessed` gets the bytes the operator must move (each input read once, each
 //   output written once), so bytes_per_second reads as achieved bandwidth; the counter `bytes`
 //   holds the same figure per call for the summary.
-// - Launch-bound operators run a fixed number of iterations (GCPO_BENCH_LAUNCH_ITERS, default
-//   500) and also `<op>.graph`: K calls captured in one CUDA graph (GCPO_BENCH_GRAPH_CALLS,
-//   default 64), time per call = graph time / K, over GCPO_BENCH_GRAPH_ITERS (default 100)
-//   graph launches, next to `empty_kernel` and `empty_kernel.graph`.
+// - Memory-bound benchmarks run about GCPO_BENCH_MEMORY_MS (default 20) ms of kernel time per
+//   repetition, estimated from their bytes (10 to 200 iterations).
+// - Launch-bound operators run GCPO_BENCH_LAUNCH_ITERS (default 500) iterations, and also
+//   `<op>.graph`: K calls captured in one CUDA graph (GCPO_BENCH_GRAPH_CALLS, default 32), time
+//   per call = graph time / K, over GCPO_BENCH_GRAPH_ITERS (default 50) graph launches, next to
+//   `empty_kernel` and `empty_kernel.graph`.
 // - Outputs are poisoned (0xFF bytes: NaN for floats, 255 for masks) before the warm-up call and
 //   checked after it, so an operator that leaves an output unwritten is reported, not timed.
 //
@@ -77,9 +80,9 @@ void init();
 cudaStream_t stream();
 /// Iterations of each launch-bound benchmark (GCPO_BENCH_LAUNCH_ITERS, default 500).
 std::int64_t launch_iterations();
-/// Calls per CUDA graph in the `.graph` benchmarks (GCPO_BENCH_GRAPH_CALLS, default 64).
+/// Calls per CUDA graph in the `.graph` benchmarks (GCPO_BENCH_GRAPH_CALLS, default 32).
 int graph_calls();
-/// Graph launches per `.graph` benchmark (GCPO_BENCH_GRAPH_ITERS, default 100).
+/// Graph launches per `.graph` benchmark (GCPO_BENCH_GRAPH_ITERS, default 50).
 std::int64_t graph_iterations();
 /// Enqueues the L2 flush on `stream()`: a 128 MiB write, then a 128 MiB read of another buffer.
 void flush_l2();
@@ -229,18 +232,22 @@ void time_graph(benchmark::State& st, Op&& op) {
 
 // --- registration -------------------------------------------------------------------------------
 enum class bound {
-  memory,  ///< runs for --benchmark_min_time
+  memory,  ///< iterations from the bytes: about GCPO_BENCH_MEMORY_MS (default 20) ms of kernel time, 10..200
   launch,  ///< `launch_iterations()` iterations
   graph,   ///< `graph_iterations()` launches of a graph of `graph_calls()` calls
 };
 
-/// Registers `fn` under `name` with manual time in microseconds and the iteration policy of `b`.
+/// Iterations of a memory-bound benchmark moving `bytes` per call (assumes 2.5 TB/s).
+std::int64_t memory_iterations(double bytes);
+
+/// Registers `fn` under `name` with manual time in microseconds and the iteration count of `b`
+/// (`bytes`: what one call moves, for memory-bound benchmarks). Every benchmark has a fixed
+/// iteration count, so a run's length is known in advance; --benchmark_repetitions repeats it.
 template <class Fn>
-benchmark::internal::Benchmark* add(const std::string& name, bound b, Fn&& fn) {
+benchmark::internal::Benchmark* add(const std::string& name, bound b, Fn&& fn, double bytes = 0.0) {
   benchmark::internal::Benchmark* bm = benchmark::RegisterBenchmark(name.c_str(), static_cast<Fn&&>(fn));
   bm->UseManualTime()->Unit(benchmark::kMicrosecond);
-  if (b == bound::launch) bm->Iterations(launch_iterations());
-  if (b == bound::graph) bm->Iterations(graph_iterations());
+  bm->Iterations(b == bound::memory ? memory_iterations(bytes) : b == bound::launch ? launch_iterations() : graph_iterations());
   return bm;
 }
 

@@ -7,6 +7,7 @@ namespace gcpo_cuda_bench {
 namespace {
 
 constexpr std::int64_t copy_mib = 1024;
+constexpr double copy_bytes = 2.0 * static_cast<double>(std::int64_t{copy_mib} << 20);  // read + written
 
 __global__ void empty_kernel() {}
 
@@ -20,7 +21,7 @@ void bm_copy(benchmark::State& st) {
     return e == cudaSuccess ? gcpo::ok()
                             : gcpo::status::error(gcpo::status_code::cuda_error, "cudaMemcpyAsync: %s", cudaGetErrorString(e));
   });
-  set_bytes(st, 2.0 * static_cast<double>(bytes));
+  set_bytes(st, copy_bytes);
 }
 
 gcpo::status launch_empty() {
@@ -32,7 +33,7 @@ gcpo::status launch_empty() {
 }  // namespace
 
 void register_copy() {
-  add(bench_name("d2d_copy", "u8", {{"MiB", copy_mib}}), bound::memory, bm_copy);
+  add(bench_name("d2d_copy", "u8", {{"MiB", copy_mib}}), bound::memory, bm_copy, copy_bytes);
   add(bench_name("empty_kernel", "none", {}), bound::launch, [](benchmark::State& st) { time_calls(st, l2::keep, launch_empty); });
   add(bench_name("empty_kernel.graph", "none", {}), bound::graph,
       [](benchmark::State& st) { time_graph(st, launch_empty); });

@@ -11,6 +11,14 @@
 namespace gcpo_cuda_bench {
 namespace {
 
+double embedding_bytes(gcpo::dtype t, std::int64_t R, std::int64_t N) {
+  return static_cast<double>(R * N) * (static_cast<double>(D) * gcpo::dtype_size(t) + 4.0);
+}
+double table_bytes(gcpo::dtype t, std::int64_t R, std::int64_t N) {
+  return static_cast<double>(distinct_tokens(R * N, V, 2)) * static_cast<double>(D) * gcpo::dtype_size(t) +
+         static_cast<double>(R * N) * 12.0;
+}
+
 void bm_group_similarity(benchmark::State& st, gcpo::dtype t, std::int64_t R, std::int64_t N, std::int64_t G) {
   const std::size_t elem = static_cast<std::size_t>(gcpo::dtype_size(t));
   const slot_ref emb = device_slot("embeddings", static_cast<std::size_t>(R * N * D) * elem, input_key("emb", t, {R, N, D}, 4));
@@ -25,7 +33,7 @@ void bm_group_similarity(benchmark::State& st, gcpo::dtype t, std::int64_t R, st
   time_calls(
       st, l2::flush, [&] { return gcpo::cuda::group_similarity(ev, sv, opt, stream()); },
       [&] { return expect_finite(st, sim, R * N, "similarity"); });
-  set_bytes(st, static_cast<double>(R * N) * (static_cast<double>(D) * static_cast<double>(elem) + 4.0));
+  set_bytes(st, embedding_bytes(t, R, N));
 }
 
 void bm_group_similarity_from_tokens(benchmark::State& st, gcpo::dtype t, std::int64_t R, std::int64_t N, std::int64_t G) {
@@ -34,7 +42,6 @@ void bm_group_similarity_from_tokens(benchmark::State& st, gcpo::dtype t, std::i
   if (table.fresh) fill_normal(table.data, t, V * D, 0.01f, 0.02f, 5);
   const slot_ref tok = device_slot("tokens", static_cast<std::size_t>(R * N) * 8, input_key("tokens", gcpo::dtype::int64, {R, N, V}, 2));
   if (tok.fresh) upload_tokens(static_cast<std::int64_t*>(tok.data), R * N, V, 2);
-  const std::int64_t distinct = distinct_tokens(R * N, V, 2);
   float* sim = output_as<float>("out_a", R * N);
   poison(sim, static_cast<std::size_t>(R * N) * 4);
   const auto tv = gcpo::make_device_view(static_cast<const std::int64_t*>(tok.data), {R, N});
@@ -46,9 +53,8 @@ void bm_group_similarity_from_tokens(benchmark::State& st, gcpo::dtype t, std::i
   time_calls(
       st, l2::flush, [&] { return gcpo::cuda::group_similarity_from_tokens(tv, wv, sv, opt, stream()); },
       [&] { return expect_finite(st, sim, R * N, "similarity"); });
-  st.counters["distinct_tokens"] = benchmark::Counter(static_cast<double>(distinct));
-  set_bytes(st, static_cast<double>(distinct) * static_cast<double>(D) * static_cast<double>(elem) +
-                    static_cast<double>(R * N) * 12.0);
+  st.counters["distinct_tokens"] = benchmark::Counter(static_cast<double>(distinct_tokens(R * N, V, 2)));
+  set_bytes(st, table_bytes(t, R, N));
 }
 
 }  // namespace
@@ -59,13 +65,14 @@ void register_similarity() {
       for (std::int64_t N : token_counts())
         for (std::int64_t G : group_sizes())
           add(bench_name("group_similarity", dtype_tag(t), {{"R", R}, {"N", N}, {"D", D}, {"G", G}}), bound::memory,
-              [=](benchmark::State& st) { bm_group_similarity(st, t, R, N, G); });
+              [=](benchmark::State& st) { bm_group_similarity(st, t, R, N, G); }, embedding_bytes(t, R, N));
   for (gcpo::dtype t : float_types())
     for (std::int64_t R : rollout_counts())
       for (std::int64_t N : token_counts())
         for (std::int64_t G : group_sizes())
           add(bench_name("group_similarity_from_tokens", dtype_tag(t), {{"R", R}, {"N", N}, {"V", V}, {"D", D}, {"G", G}}),
-              bound::memory, [=](benchmark::State& st) { bm_group_similarity_from_tokens(st, t, R, N, G); });
+              bound::memory, [=](benchmark::State& st) { bm_group_similarity_from_tokens(st, t, R, N, G); },
+              table_bytes(t, R, N));
 }
 
 }  // namespace gcpo_cuda_bench

@@ -11,6 +11,13 @@
 namespace gcpo_cuda_bench {
 namespace {
 
+double forward_bytes(gcpo::dtype t, std::int64_t R, std::int64_t N) {
+  return static_cast<double>(R * N) * (static_cast<double>(V) * gcpo::dtype_size(t) + 8.0 + 12.0);
+}
+double backward_bytes(gcpo::dtype t, std::int64_t R, std::int64_t N) {
+  return static_cast<double>(R * N) * (2.0 * static_cast<double>(V) * gcpo::dtype_size(t) + 16.0);
+}
+
 struct logits_inputs {
   void* logits;
   std::int64_t* tokens;
@@ -49,8 +56,7 @@ void bm_token_stats(benchmark::State& st, gcpo::dtype t, std::int64_t R, std::in
         return expect_finite(st, entropy, R * N, "entropy") && expect_finite(st, logprob, R * N, "logprob") &&
                expect_finite(st, lse, R * N, "lse");
       });
-  const double s = gcpo::dtype_size(t);
-  set_bytes(st, static_cast<double>(R * N) * (static_cast<double>(V) * s + 8.0 + 12.0));
+  set_bytes(st, forward_bytes(t, R, N));
 }
 
 void bm_token_stats_backward(benchmark::State& st, gcpo::dtype t, std::int64_t R, std::int64_t N) {
@@ -86,8 +92,7 @@ void bm_token_stats_backward(benchmark::State& st, gcpo::dtype t, std::int64_t R
         return expect_finite_typed(st, out, t, V, "grad_logits[0, 0, :]") &&
                expect_finite_typed(st, last, t, V, "grad_logits[R-1, N-1, :]");
       });
-  const double s = gcpo::dtype_size(t);
-  set_bytes(st, static_cast<double>(R * N) * (2.0 * static_cast<double>(V) * s + 16.0));
+  set_bytes(st, backward_bytes(t, R, N));
 }
 
 }  // namespace
@@ -97,12 +102,12 @@ void register_token_stats() {
     for (std::int64_t R : rollout_counts())
       for (std::int64_t N : token_counts())
         add(bench_name("token_stats", dtype_tag(t), {{"R", R}, {"N", N}, {"V", V}}), bound::memory,
-            [=](benchmark::State& st) { bm_token_stats(st, t, R, N); });
+            [=](benchmark::State& st) { bm_token_stats(st, t, R, N); }, forward_bytes(t, R, N));
   for (gcpo::dtype t : float_types())
     for (std::int64_t R : rollout_counts())
       for (std::int64_t N : token_counts())
         add(bench_name("token_stats_backward", dtype_tag(t), {{"R", R}, {"N", N}, {"V", V}}), bound::memory,
-            [=](benchmark::State& st) { bm_token_stats_backward(st, t, R, N); });
+            [=](benchmark::State& st) { bm_token_stats_backward(st, t, R, N); }, backward_bytes(t, R, N));
 }
 
 }  // namespace gcpo_cuda_bench
