@@ -139,6 +139,11 @@ def build_cases(args):
     if args.ops:
         wanted = set(args.ops)
         cases = [c for c in cases if c.op in wanted]
+    # The operators of one GCPO step and the goals first, so that a time budget, if it
+    # runs out, costs the least important cases.
+    first = ("token_stats", "token_stats_backward", "group_similarity", "select_critical_tokens", "group_advantages",
+             "gcpo_loss_forward", "gcpo_loss_backward", "gcpo_loss_forward_backward", "generation_step")
+    cases.sort(key=lambda c: first.index(c.op) if c.op in first else len(first))
     return cases
 
 
