@@ -385,6 +385,9 @@ TEST_CASE("token_stats: any subset of the outputs", "[token_stats]") {
   GCPO_REQUIRE_OK(gcpo::host::token_stats(cview(lg, {R, N, V}), cview(bad, {R, N}), view(e, {R, N}), {}, {}));
   // empty batch
   GCPO_REQUIRE_OK(gcpo::host::token_stats(gcpo::make_view(lg.data(), {0, 3, V}), {}, gcpo::make_view(e.data(), {0, 3}), {}, {}));
+  // no tokens per rollout (make_view gives the rollout dimension stride 0 here)
+  GCPO_REQUIRE_OK(gcpo::host::token_stats(gcpo::make_view(lg.data(), {R, 0, V}), gcpo::make_view(tok.data(), {R, 0}),
+                                          gcpo::make_view(e.data(), {R, 0}), gcpo::make_view(l.data(), {R, 0}), {}));
 }
 
 TEST_CASE("token_stats: preconditions", "[token_stats]") {

@@ -676,6 +676,7 @@ TEST_CASE("views: shared validators name the argument", "[views][validate]") {
                    gcpo::status_code::invalid_argument, "`x.strides[0]` (0) must be positive");
   GCPO_CHECK_ERROR(check_positive_strides(gcpo::make_strided_view(buf.data() + 8, {2, 4}, {-4, 1}), "x"),
                    gcpo::status_code::invalid_argument, "`x.strides[0]` (-4) must be positive");
+  GCPO_REQUIRE_OK(check_positive_strides(gcpo::make_view(buf.data(), {2, 0, 3}), "x"));  // empty: strides {0, 3, 1}
   GCPO_CHECK_ERROR(check_contiguous(gcpo::make_strided_view(buf.data(), {2, 4}, {5, 1}), "x"),
                    gcpo::status_code::invalid_argument, "`x` must be contiguous (row-major, no gaps)");
   GCPO_CHECK_ERROR(check_fraction(1.5, "options.f"), gcpo::status_code::invalid_argument, "`options.f` (1.5) must be in [0, 1]");

@@ -76,7 +76,9 @@ inline status group_advantages(const_tensor_view rewards, tensor_view advantages
         ss += d * d;
       }
       const double var = ss / static_cast<double>(options.std == advantage_std::unbiased ? G - 1 : G);
-      scale = 1.0 / (std::sqrt(var) + static_cast<double>(options.eps));
+      const double den = std::sqrt(var) + static_cast<double>(options.eps);
+      // den is 0 only for equal rewards with eps = 0: every deviation is 0, and so is A (not 0/0).
+      scale = den > 0.0 ? 1.0 / den : 0.0;
     }
     for (std::int64_t g = 0; g < G; ++g) out[p * G + g] = static_cast<float>((in[p * G + g] - mean) * scale);
   }
