@@ -1,7 +1,8 @@
 // gcpo/detail/math.hpp - numeric building blocks shared by the host twins and the kernels.
 //
 // * `exp_nonpos`: exp on [-87, 0] from plain arithmetic, so host loops over lanes vectorise
-//   without -ffast-math (about 1 ulp; arguments below -87 give ~1e-38, i.e. nothing).
+//   without -ffast-math (about 1 ulp; arguments below -87 give ~1e-38, i.e. nothing), and stay
+//   right with it.
 // * `repro_exp`, `repro_log`: built from fmaf alone, so host and device round identically and
 //   the sampler draws bit-identical tokens on both (no compiler may contract or reorder them).
 // * `philox4x32_10`: the counter-based generator (Salmon et al., SC'11) behind every draw.
@@ -25,12 +26,16 @@ GCPO_HOST_DEVICE GCPO_FORCEINLINE float fmaf_(float a, float b, float c) noexcep
 #endif
 }
 
-/// exp(d) for d in [-87, 0] (clamp before calling). Only + - * and bit operations, so loops of
-/// it vectorise. Relative error about 2e-7.
+/// exp(d) for d in [-87, 88] (clamp before calling; the host twins use [-87, 0]). Only + - *
+/// and bit operations, so loops of it vectorise. Relative error about 2e-7.
+/// The integer n = round(d / ln 2) is read from the bits of `d * log2(e) + 1.5 * 2^23` (its low
+/// mantissa bits) rather than by subtracting the constant again and converting to int, so
+/// - `-ffast-math` cannot fold `(y + c) - c` into `y` (which made every result wrong),
+/// - a NaN argument gives NaN with no float -> int conversion (undefined behaviour in C++).
 GCPO_HOST_DEVICE GCPO_FORCEINLINE float exp_nonpos(float d) noexcept {
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to an integer
-  const float y = d * 1.44269504088896341f;
-  const float n = (y + magic) - magic;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  const std::uint32_t nbits = float_to_bits(d * 1.44269504088896341f + magic) - 0x4B400000u;  // n mod 2^32
+  const float n = static_cast<float>(static_cast<std::int32_t>(nbits));
   const float r = (d - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -39,8 +44,7 @@ GCPO_HOST_DEVICE GCPO_FORCEINLINE float exp_nonpos(float d) noexcept {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const std::int32_t ni = static_cast<std::int32_t>(n);
-  return p * bits_to_float(static_cast<std::uint32_t>(ni + 127) << 23);
+  return p * bits_to_float((nbits + 127u) << 23);
 }
 
 /// exp(x) rounded identically on every IEEE machine (fmaf only). Relative error about 2e-7.

@@ -14,10 +14,31 @@ namespace gcpo {
 namespace detail {
 namespace host_impl {
 
-/// Running state of the one-pass softmax statistics of one row:
-/// m = max so far; per lane s = sum exp(x - m), t = sum exp(x - m) * (x - m).
+// The two hot loops (the statistics of each row of logits, and the backward to the logits) are
+// written so that GCC and Clang vectorise them at plain -O2 / -O3 without -ffast-math:
+// - rows are processed in chunks of `stats_chunk` elements staged in a float buffer in L1, each
+//   chunk in two passes with fixed trip counts (widen + scale + max; then exp + accumulate);
+// - `stats_lanes` independent partial sums, so no floating-point reduction has to be reordered;
+// - clamps are written as `a > b ? a : b` (maxps) against a bound the optimiser cannot see as a
+//   constant (otherwise it specialises exp(-87) on one branch and the loop keeps a branch);
+// - 16-bit loads and stores are widened / narrowed with integer operations only.
+// The arithmetic is the same on every path, so results do not depend on the vector width: on
+// x86-64 with GCC or Clang, when the translation unit is not already compiled for AVX2, the same
+// loops are also compiled for AVX2 (function-level target attribute, no FMA contraction possible)
+// and chosen at run time when the CPU has AVX2; results are bitwise identical either way.
+// The code stays right under -ffast-math for finite inputs (no infinity sentinels in control
+// flow; exp_nonpos takes n from bits); NaN / inf handling then follows the user's promise.
+
+#if !defined(GCPO_NO_HOST_DISPATCH) && !defined(__CUDACC__) && !defined(__AVX2__) && \
+    (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define GCPO_HOST_AVX2_DISPATCH 1
+#define GCPO_HOST_TARGET_AVX2 __attribute__((target("avx2")))
+#endif
+
+/// Per-row state of the one-pass softmax statistics: m = running max; lane l sums
+/// s = sum exp(x - m) and t = sum exp(x - m) * (x - m) over the elements v = l (mod 16).
 constexpr int stats_lanes = 16;
-constexpr int stats_chunk = 64;
+constexpr int stats_chunk = 256;
 
 struct row_stats {
   float lse;      ///< log sum exp(x)
@@ -26,54 +47,126 @@ struct row_stats {
   float log_sum = std::numeric_limits<float>::quiet_NaN();  ///< log sum exp(x - m), so lse = m + log_sum
 };
 
-/// One pass over `V` elements of one row: the row is read once, in chunks that stay in L1.
+/// Exact widening to float with no branch (the library's to_float for float16 loops over
+/// subnormals, which keeps a loop from vectorising). Same values as to_float.
+GCPO_FORCEINLINE float widen(float x) noexcept { return x; }
+GCPO_FORCEINLINE float widen(bfloat16 x) noexcept { return x.to_float(); }
+GCPO_FORCEINLINE float widen(float16 h) noexcept {
+  const std::uint32_t u = h.bits;
+  const std::uint32_t em = (u & 0x7fffu) << 13;  // exponent and mantissa at float's position
+  const std::uint32_t e = em & 0x0f800000u;
+  const std::uint32_t normal = em + (112u << 23);   // rebias 15 -> 127
+  const std::uint32_t special = em + (224u << 23);  // inf / NaN: exponent 255, payload kept
+  // subnormal (and zero): 2^-14 * (1 + m / 1024) - 2^-14 = m * 2^-24, exact and never subnormal
+  const std::uint32_t sub = float_to_bits(bits_to_float(em + (113u << 23)) - 6.103515625e-05f);
+  // masks rather than ?: so that the subtraction is not sunk into a branch
+  const std::uint32_t is_special = 0u - static_cast<std::uint32_t>(e == 0x0f800000u);
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(e == 0u);
+  const std::uint32_t mag = (special & is_special) | (sub & is_sub) | (normal & ~(is_special | is_sub));
+  return bits_to_float(mag | ((u & 0x8000u) << 16));
+}
+
+/// Narrowing store, round to nearest even; bfloat16 without a branch (same bits as from_float).
+template <class G>
+GCPO_FORCEINLINE G narrow(float x) noexcept {
+  return from_float<G>(x);
+}
+template <>
+GCPO_FORCEINLINE bfloat16 narrow<bfloat16>(float x) noexcept {
+  const std::uint32_t u = float_to_bits(x);
+  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const std::uint32_t quiet = (u >> 16) | 0x40u;
+  return bfloat16{static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded)};
+}
+template <>
+GCPO_FORCEINLINE float16 narrow<float16>(float x) noexcept {
+  const std::uint32_t u = float_to_bits(x);
+  const std::uint32_t a = u & 0x7fffffffu;
+  // normal result: rebias and round the 13 dropped bits to nearest even (a carry into the
+  // exponent gives the next binade, or infinity from 65520 on)
+  const std::uint32_t normal = (a + 0xC8000FFFu + ((a >> 13) & 1u)) >> 13;  // 0xC8000FFF = (15 - 127) << 23 + 0xfff
+  // subnormal or zero result (|x| < 2^-14): adding 0.5 rounds to the 2^-24 grid in the low bits
+  const std::uint32_t sub = float_to_bits(bits_to_float(a) + 0.5f) - 0x3F000000u;
+  const std::uint32_t special = a > 0x7f800000u ? 0x7e00u : 0x7c00u;  // NaN -> quiet NaN, else inf
+  const std::uint32_t is_special = 0u - static_cast<std::uint32_t>(a >= 0x47800000u);  // |x| >= 65536
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(a < 0x38800000u);       // |x| < 2^-14
+  const std::uint32_t h = (special & is_special) | (sub & is_sub) | (normal & ~(is_special | is_sub));
+  return float16{static_cast<std::uint16_t>(h | ((u >> 16) & 0x8000u))};
+}
+
+/// Softmax statistics of one row of V elements, read once (see the comment above).
 template <class T>
-inline row_stats softmax_row_stats(const T* row, std::int64_t V, float inv_t) noexcept {
-  constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-  float m = neg_inf;
-  float s[stats_lanes] = {}, t[stats_lanes] = {};
-  float x[stats_chunk];
-  for (std::int64_t base = 0; base < V; base += stats_chunk) {
-    const int len = static_cast<int>(std::min<std::int64_t>(stats_chunk, V - base));
-    float cm = neg_inf;
-    for (int i = 0; i < len; ++i) {
-      x[i] = to_float(row[base + i]) * inv_t;
-      cm = (x[i] > cm || x[i] != x[i]) ? x[i] : cm;  // keeps a NaN
-    }
-    if (cm != cm) return row_stats{cm, cm};
-    if (cm == neg_inf) continue;  // nothing but -inf here: contributes 0
-    if (cm > m) {
-      if (m != neg_inf) {
-        const float delta = m - cm;  // < 0
-        const float scale = std::exp(delta);
-        for (int l = 0; l < stats_lanes; ++l) {
-          t[l] = (t[l] + s[l] * delta) * scale;
-          s[l] *= scale;
+GCPO_FORCEINLINE row_stats softmax_row_stats(const T* row, std::int64_t V, float inv_t) noexcept {
+  constexpr int L = stats_lanes, C = stats_chunk;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  constexpr float qnan = std::numeric_limits<float>::quiet_NaN();
+  const float lo = -87.0f + 0.0f * inv_t;  // -87 (inv_t is finite), opaque to constant folding
+  float m = 0.0f;     // running max, once `have`
+  bool have = false;  // some chunk had a finite max
+  float s[L] = {}, t[L] = {};
+  alignas(64) float x[C];
+  for (std::int64_t base = 0; base < V; base += C) {
+    const int len = static_cast<int>(V - base < C ? V - base : C);
+    const T* src = row + base;
+    // Pass 1: widen, scale, chunk max (NaN is skipped here and caught by the sums).
+    float cm = -inf;
+    if (len == C) {
+      float mx[L];
+      for (int l = 0; l < L; ++l) mx[l] = -inf;
+      for (int j = 0; j < C; j += L)
+        for (int l = 0; l < L; ++l) {
+          const float v = widen(src[j + l]) * inv_t;
+          x[j + l] = v;
+          mx[l] = v > mx[l] ? v : mx[l];
         }
+      for (int l = 0; l < L; ++l) cm = mx[l] > cm ? mx[l] : cm;
+    } else {
+      for (int i = 0; i < len; ++i) {
+        x[i] = widen(src[i]) * inv_t;
+        cm = x[i] > cm ? x[i] : cm;
+      }
+    }
+    if (!(cm > -inf)) {  // nothing but -inf and NaN: -inf contributes 0
+      for (int i = 0; i < len; ++i)
+        if (x[i] != x[i]) return row_stats{qnan, qnan};
+      continue;
+    }
+    if (cm == inf) return row_stats{qnan, qnan};
+    if (!have) {
+      m = cm;
+      have = true;
+    } else if (cm > m) {
+      const float delta = m - cm;  // < 0
+      const float scale = std::exp(delta);
+      for (int l = 0; l < L; ++l) {
+        t[l] = (t[l] + s[l] * delta) * scale;
+        s[l] *= scale;
       }
       m = cm;
     }
-    if (m == std::numeric_limits<float>::infinity()) return row_stats{std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::quiet_NaN()};
-    if (len == stats_chunk) {
-      for (int j = 0; j < stats_chunk; j += stats_lanes)
-        for (int l = 0; l < stats_lanes; ++l) {
-          const float d = std::max(x[j + l] - m, -87.0f);
+    // Pass 2: d = x - m in [-inf, 0] clamped to -87 (NaN passes through and makes the sums NaN).
+    if (len == C) {
+      for (int j = 0; j < C; j += L)
+        for (int l = 0; l < L; ++l) {
+          const float d0 = x[j + l] - m;
+          const float d = lo > d0 ? lo : d0;
           const float e = exp_nonpos(d);
           s[l] += e;
           t[l] += e * d;
         }
     } else {
       for (int i = 0; i < len; ++i) {
-        const float d = std::max(x[i] - m, -87.0f);
+        const float d0 = x[i] - m;
+        const float d = lo > d0 ? lo : d0;
         const float e = exp_nonpos(d);
-        s[i % stats_lanes] += e;
-        t[i % stats_lanes] += e * d;
+        s[i % L] += e;
+        t[i % L] += e * d;
       }
     }
   }
-  if (m == neg_inf) return row_stats{neg_inf, std::numeric_limits<float>::quiet_NaN()};
+  if (!have) return row_stats{-inf, qnan};
   float S = 0.0f, Tt = 0.0f;
-  for (int l = 0; l < stats_lanes; ++l) {
+  for (int l = 0; l < L; ++l) {
     S += s[l];
     Tt += t[l];
   }
@@ -82,8 +175,8 @@ inline row_stats softmax_row_stats(const T* row, std::int64_t V, float inv_t) no
 }
 
 template <class T, class I>
-status token_stats_typed(const_tensor_view logits, const_tensor_view tokens, tensor_view entropy, tensor_view logprob,
-                         tensor_view lse, float inv_t) noexcept {
+GCPO_FORCEINLINE status token_stats_rows(const_tensor_view logits, const_tensor_view tokens, tensor_view entropy,
+                                         tensor_view logprob, tensor_view lse, float inv_t) noexcept {
   const std::int64_t R = logits.shape[0], N = logits.shape[1], V = logits.shape[2];
   const T* base = logits.as<const T>();
   const I* tok = tokens.present() ? tokens.as<const I>() : nullptr;
@@ -110,15 +203,71 @@ status token_stats_typed(const_tensor_view logits, const_tensor_view tokens, ten
   return ok();
 }
 
+template <class T, class I>
+status token_stats_generic(const_tensor_view logits, const_tensor_view tokens, tensor_view entropy,
+                           tensor_view logprob, tensor_view lse, float inv_t) noexcept {
+  return token_stats_rows<T, I>(logits, tokens, entropy, logprob, lse, inv_t);
+}
+
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+template <class T, class I>
+GCPO_HOST_TARGET_AVX2 status token_stats_avx2(const_tensor_view logits, const_tensor_view tokens, tensor_view entropy,
+                                              tensor_view logprob, tensor_view lse, float inv_t) noexcept {
+  return token_stats_rows<T, I>(logits, tokens, entropy, logprob, lse, inv_t);
+}
+
+/// True when the CPU (and OS) support AVX2.
+inline bool host_has_avx2() noexcept { return __builtin_cpu_supports("avx2"); }
+#endif
+
+template <class T, class I>
+status token_stats_typed(const_tensor_view logits, const_tensor_view tokens, tensor_view entropy, tensor_view logprob,
+                         tensor_view lse, float inv_t) noexcept {
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+  if (host_has_avx2()) return token_stats_avx2<T, I>(logits, tokens, entropy, logprob, lse, inv_t);
+#endif
+  return token_stats_generic<T, I>(logits, tokens, entropy, logprob, lse, inv_t);
+}
+
+/// Bounds and constants of `backward_prob`, built from a run-time value so that the optimiser
+/// cannot specialise the loop on them (see the top of the file).
+struct backward_bounds {
+  float lo, hi, cut, zero, one;
+  explicit backward_bounds(float opaque) noexcept
+      : lo(-87.0f + 0.0f * opaque), hi(88.0f + 0.0f * opaque), cut(-88.0f + 0.0f * opaque), zero(0.0f * opaque),
+        one(1.0f + 0.0f * opaque) {}
+};
+
+/// The softmax probability exp(d) of d = x - lse for the backward: exp on d clamped to [-87, 88],
+/// and exactly 0 below -88 (exp < 7e-39 there; a -inf logit has probability 0). NaN stays NaN.
+GCPO_FORCEINLINE float backward_prob(float d, const backward_bounds& b) noexcept {
+  const float c0 = b.lo > d ? b.lo : d;
+  const float c = b.hi < c0 ? b.hi : c0;
+  return exp_nonpos(c) * (d < b.cut ? b.zero : b.one);
+}
+
+/// `dst[j] = g * (0 - p_j)` for one chunk of a row; fixed trip count when n == stats_chunk.
+template <class T, class G>
+GCPO_FORCEINLINE void backward_chunk(const T* src, G* dst, int n, float inv_t, float l, float g,
+                                     const backward_bounds& b, float* d) noexcept {
+  for (int j = 0; j < n; ++j) d[j] = widen(src[j]) * inv_t - l;
+  for (int j = 0; j < n; ++j) dst[j] = narrow<G>(g * (b.zero - backward_prob(d[j], b)));
+}
+
+/// grad_logits of every row, from the saved lse, one read of the logits and one write.
 template <class T, class G, class I>
-void token_stats_backward_typed(const_tensor_view logits, const_tensor_view tokens, const_tensor_view lse,
-                                const_tensor_view grad_logprob, tensor_view grad_logits, float inv_t) noexcept {
+GCPO_FORCEINLINE void token_stats_backward_rows(const_tensor_view logits, const_tensor_view tokens,
+                                                const_tensor_view lse, const_tensor_view grad_logprob,
+                                                tensor_view grad_logits, float inv_t) noexcept {
+  constexpr int C = stats_chunk;
   const std::int64_t R = logits.shape[0], N = logits.shape[1], V = logits.shape[2];
   const T* lbase = logits.as<const T>();
   G* gbase = grad_logits.as<G>();
   const I* tok = tokens.as<const I>();
   const float* ls = lse.as<const float>();
   const float* go = grad_logprob.as<const float>();
+  const backward_bounds b(inv_t);
+  alignas(64) float d[C];
   for (std::int64_t r = 0; r < R; ++r)
     for (std::int64_t n = 0; n < N; ++n) {
       const std::int64_t i = r * N + n;
@@ -127,11 +276,36 @@ void token_stats_backward_typed(const_tensor_view logits, const_tensor_view toke
       const float g = go[i] * inv_t;
       const float l = ls[i];
       const std::int64_t k = static_cast<std::int64_t>(tok[i]);
-      for (std::int64_t v = 0; v < V; ++v) {
-        const float p = std::exp(to_float(row[v]) * inv_t - l);
-        grow[v] = from_float<G>(g * ((v == k ? 1.0f : 0.0f) - p));
-      }
+      const float pk = backward_prob(widen(row[k]) * inv_t - l, b);  // read before an in-place overwrite
+      std::int64_t base = 0;
+      for (; base + C <= V; base += C) backward_chunk(row + base, grow + base, C, inv_t, l, g, b, d);
+      if (base < V) backward_chunk(row + base, grow + base, static_cast<int>(V - base), inv_t, l, g, b, d);
+      grow[k] = narrow<G>(g * (1.0f - pk));
     }
+}
+
+template <class T, class G, class I>
+void token_stats_backward_generic(const_tensor_view logits, const_tensor_view tokens, const_tensor_view lse,
+                                  const_tensor_view grad_logprob, tensor_view grad_logits, float inv_t) noexcept {
+  token_stats_backward_rows<T, G, I>(logits, tokens, lse, grad_logprob, grad_logits, inv_t);
+}
+
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+template <class T, class G, class I>
+GCPO_HOST_TARGET_AVX2 void token_stats_backward_avx2(const_tensor_view logits, const_tensor_view tokens,
+                                                     const_tensor_view lse, const_tensor_view grad_logprob,
+                                                     tensor_view grad_logits, float inv_t) noexcept {
+  token_stats_backward_rows<T, G, I>(logits, tokens, lse, grad_logprob, grad_logits, inv_t);
+}
+#endif
+
+template <class T, class G, class I>
+void token_stats_backward_typed(const_tensor_view logits, const_tensor_view tokens, const_tensor_view lse,
+                                const_tensor_view grad_logprob, tensor_view grad_logits, float inv_t) noexcept {
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+  if (host_has_avx2()) return token_stats_backward_avx2<T, G, I>(logits, tokens, lse, grad_logprob, grad_logits, inv_t);
+#endif
+  token_stats_backward_generic<T, G, I>(logits, tokens, lse, grad_logprob, grad_logits, inv_t);
 }
 
 }  // namespace host_impl
