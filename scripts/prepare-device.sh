@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-rm -rf "$dest/usr" "$dest/benchmark-src" "$dest/benchmark-static" "$dest/MANIFEST.txt"
+rm -rf "${dest:?}/usr" "${dest:?}/benchmark-src" "${dest:?}/MANIFEST.txt"
 mkdir -p "$dest/usr"
 count=0
 for p in "${pkgs[@]}"; do
@@ -73,7 +73,8 @@ if [[ -n "${GCPO_BENCHMARK_SOURCE:-}" ]]; then
 fi
 
 {
-  echo "# .device/ made by scripts/prepare-device.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ) ($(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME"))"
+  echo "# .device/ made by scripts/prepare-device.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ) ($(uname -m), $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"'))"
+  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
   for p in "${pkgs[@]}"; do dpkg-query -W -f='package ${Package} ${Version}\n' "$p"; done
   echo "benchmark source: $src_note"
 } > "$dest/MANIFEST.txt"

@@ -147,6 +147,11 @@ std::string input_key(const char* what, gcpo::dtype t, std::initializer_list<std
   return s + "#" + std::to_string(seed);
 }
 
+std::string& current_benchmark() {
+  static std::string name;
+  return name;
+}
+
 void init() {
   state& s = st();
   if (s.stream) return;
@@ -281,8 +286,13 @@ void poison(void* data, std::size_t bytes) { GCPO_BENCH_CUDA(cudaMemsetAsync(dat
 bool sync_ok(benchmark::State& s) {
   const cudaError_t e = cudaStreamSynchronize(stream());
   const cudaError_t last = cudaGetLastError();
-  if (e != cudaSuccess) return fail(s, std::string("CUDA error: ") + cudaGetErrorString(e));
-  if (last != cudaSuccess) return fail(s, std::string("CUDA error: ") + cudaGetErrorString(last));
+  if (e != cudaSuccess) {
+    // A kernel fault leaves the context unusable: stop here, naming the benchmark, rather than
+    // in whichever benchmark makes the next CUDA call (scripts/run-cuda-bench.py resumes after it).
+    std::fprintf(stderr, "gcpo_bench_cuda: %s: CUDA error after the call: %s\n", current_benchmark().c_str(), cudaGetErrorString(e));
+    std::abort();
+  }
+  if (last != cudaSuccess) return fail(s, std::string("CUDA launch error: ") + cudaGetErrorString(last));
   return true;
 }
 

@@ -136,8 +136,11 @@ bool expect_mask(benchmark::State& st, const std::uint8_t* data, std::int64_t co
 /// Every one of `count` int64 tokens is in [0, vocab).
 bool expect_tokens(benchmark::State& st, const std::int64_t* data, std::int64_t count, std::int64_t vocab);
 
-/// Synchronises the stream and turns a pending CUDA error into SkipWithError.
+/// Synchronises the stream; a pending launch error becomes SkipWithError, an error of the
+/// work itself (a kernel fault: the context is lost) aborts the process naming the benchmark.
 bool sync_ok(benchmark::State& st);
+/// The name of the benchmark running now (set by `add`).
+std::string& current_benchmark();
 
 // --- timing ---------------------------------------------------------------------------------------
 enum class l2 { keep, flush };
@@ -244,8 +247,11 @@ std::int64_t memory_iterations(double bytes);
 /// (`bytes`: what one call moves, for memory-bound benchmarks). Every benchmark has a fixed
 /// iteration count, so a run's length is known in advance; --benchmark_repetitions repeats it.
 template <class Fn>
-benchmark::internal::Benchmark* add(const std::string& name, bound b, Fn&& fn, double bytes = 0.0) {
-  benchmark::internal::Benchmark* bm = benchmark::RegisterBenchmark(name.c_str(), static_cast<Fn&&>(fn));
+benchmark::internal::Benchmark* add(const std::string& name, bound b, Fn fn, double bytes = 0.0) {
+  benchmark::internal::Benchmark* bm = benchmark::RegisterBenchmark(name.c_str(), [name, fn](benchmark::State& st) {
+    current_benchmark() = name;
+    fn(st);
+  });
   bm->UseManualTime()->Unit(benchmark::kMicrosecond);
   bm->Iterations(b == bound::memory ? memory_iterations(bytes) : b == bound::launch ? launch_iterations() : graph_iterations());
   return bm;

@@ -1,0 +1,467 @@
+#!/usr/bin/env bash
+# scripts/device-check.sh - everything gcpo needs a GPU for, in one run (shared/guides/gpu.md):
+#   1. prints the tools it found (nvcc, cmake, ninja, g++, driver + GPU via nvidia-smi, python3 +
+#      torch + torch.cuda.is_available(), compute-sanitizer) and whether each carried library loads;
+#   2. configures and builds with CUDA for sm_90 on every core: kernels (gcpo::cuda), tests (CPU
+#      and CUDA), host and CUDA benchmarks;
+#   3. runs the CUDA tests (ctest -L cuda, or -R cuda where there is no label), the CPU tests, then
+#      each CUDA test binary under compute-sanitizer --tool memcheck and --tool racecheck;
+#   4. runs the CUDA benchmarks (scripts/run-cuda-bench.py: one process per operator family, JSON)
+#      and the PyTorch-eager baseline (bench/baseline/torch_baseline.py);
+#   5. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
+#      shape, dtype, time, GB/s, % of the copy bandwidth measured in the same run, floor, baseline,
+#      speed-up; the goals of issue 3 just above it.
+# Every stage has a time limit derived from one budget (GCPO_DEVICE_BUDGET_S, default 420 s), so
+# the whole run ends in about 7 minutes on an H100 whatever hangs; stages that run short of time
+# are cut and reported, never silently dropped.
+#
+# How to run it on the GPU machine (the device tool), from the repository root:
+#   1. here, on the development machine, once per session:
+#        bash scripts/prepare-device.sh
+#      (copies Catch2, Google Benchmark, nlohmann-json and DLPack from the Debian packages into the
+#      git-ignored .device/; with GCPO_BENCHMARK_SOURCE=<google/benchmark git dir or v1.7.1 tree>
+#      it also carries Google Benchmark's source, built there only if the carried .so won't load)
+#   2. run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=450)
+#      A rerun on the still-warm machine reuses the build folder (incremental build); give it less
+#      time so both fit the 15 device minutes, e.g.
+#      run(command="GCPO_DEVICE_BUDGET_S=300 bash scripts/device-check.sh", carry=[".device"], timeout_s=330)
+#   What comes back from $OUT (6 files): device-check.log (everything printed), summary.txt (the
+#   full table, every shape), summary.json, bench_cuda.json (Google Benchmark JSON, merged),
+#   baseline.jsonl (one JSON line per baseline case), logs.tar.gz (build, ctest, sanitizer,
+#   benchmark and baseline logs).
+#
+# Without a GPU (a development machine) it says so, still configures and builds everything, runs
+# the CPU tests, and exits 3. Exit status: 0 everything passed; 1 the build, a test or a
+# sanitizer run failed or could not finish; 3 no GPU (nothing failed). Benchmark goals that are
+# missed do not change the exit status (benchmarks are never tests).
+#
+# Environment: GCPO_DEVICE_BUDGET_S (420), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
+#   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
+#   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
+#   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
+#   GCPO_SKIP (any of: tests sanitizers bench baseline), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
+#   Google Benchmark from .device/benchmark-src even when the carried .so loads).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+T0=$SECONDS
+BUDGET=${GCPO_DEVICE_BUDGET_S:-420}
+JOBS=${GCPO_JOBS:-$(nproc 2>/dev/null || echo 4)}
+ARCH=${GCPO_CUDA_ARCH:-90}
+BUILD=${GCPO_BUILD_DIR:-build-device}
+[[ $BUILD = /* ]] || BUILD=$ROOT/$BUILD
+SAN_FILTER=${GCPO_SANITIZER_FILTER-"~[slow]~[large]"}
+REPS=${GCPO_BENCH_REPS:-5}
+SKIP=" ${GCPO_SKIP:-} "
+OUTDIR=${OUT:-$BUILD/out}
+mkdir -p "$OUTDIR" "$BUILD"
+LOGS=$BUILD/device-logs
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
+DEV=$ROOT/.device/usr
+for d in /usr/local/cuda/bin /usr/local/cuda/compute-sanitizer; do
+  [[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
+done
+export PATH PYTHONUNBUFFERED=1
+
+STAGES=()  # "name|status|seconds|note"
+FAILED=0
+record() {  # record <name> <PASS|FAIL|TIMEOUT|SKIP|INFO> <seconds> <note>
+  STAGES+=("$1|$2|$3|$4")
+  case $2 in FAIL | TIMEOUT) FAILED=1 ;; esac
+  printf '>>> %-22s %-7s %4ss  %s\n' "$1" "$2" "$3" "$4"
+}
+elapsed() { echo $((SECONDS - T0)); }
+remaining() { echo $((BUDGET - (SECONDS - T0))); }
+# limit <wanted> <reserve>: seconds a stage may take: at most <wanted>, leaving <reserve> for the rest
+limit() {
+  local t=$(($(remaining) - $2))
+  ((t > $1)) && t=$1
+  ((t < 0)) && t=0
+  echo "$t"
+}
+section() { printf '\n===== %s (%ss elapsed, %ss left)\n' "$1" "$(elapsed)" "$(remaining)"; }
+skipped() { [[ $SKIP == *" $1 "* ]]; }
+# run_limited <seconds> <log> <command...>: runs with a time limit, output to <log>; returns the
+# command's status (124 when it ran out of time)
+run_limited() {
+  local t=$1 log=$2
+  shift 2
+  if ((t < 1)); then
+    echo "not run: no time left" >"$log"
+    return 124
+  fi
+  timeout --kill-after=10 "$t" "$@" >"$log" 2>&1
+}
+show_tail() { echo "----- last lines of $1:"; tail -n "${2:-25}" "$1"; echo "-----"; }
+
+main() {
+  echo "gcpo device-check: $(date -u +%Y-%m-%dT%H:%M:%SZ), budget ${BUDGET}s, $JOBS jobs, sm_$ARCH, build $BUILD"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || grep -m1 '^commit' "$ROOT/.device/MANIFEST.txt" 2>/dev/null || echo unknown)"
+
+  # ---- 1. tools -------------------------------------------------------------------------------
+  section "tools"
+  echo "host: $(uname -srm), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+  SAN=$(command -v compute-sanitizer || true)
+  for tool in nvcc cmake ninja g++ c++ python3 nvidia-smi compute-sanitizer; do
+    printf '  %-18s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)"
+  done
+  command -v nvcc >/dev/null && echo "  nvcc: $(nvcc --version | tail -n 2 | tr '\n' ' ')"
+  command -v cmake >/dev/null && echo "  cmake: $(cmake --version | head -n 1)"
+  command -v ninja >/dev/null && echo "  ninja: $(ninja --version)"
+  command -v g++ >/dev/null && echo "  g++: $(g++ --version | head -n 1)"
+  [[ -n $SAN ]] && echo "  compute-sanitizer: $($SAN --version 2>/dev/null | grep -i version | tail -n 1)"
+  HAVE_GPU=0
+  if command -v nvidia-smi >/dev/null; then
+    if nvidia-smi -L >"$LOGS/nvidia-smi-L.txt" 2>&1 && grep -q '^GPU ' "$LOGS/nvidia-smi-L.txt"; then
+      HAVE_GPU=1
+      echo "  GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader 2>/dev/null | head -n 1)"
+      nvidia-smi >"$LOGS/nvidia-smi.txt" 2>&1
+    else
+      echo "  nvidia-smi found no GPU: $(head -n 2 "$LOGS/nvidia-smi-L.txt" | tr '\n' ' ')"
+    fi
+  fi
+  HAVE_TORCH=0
+  if command -v python3 >/dev/null; then
+    echo "  python3: $(python3 --version 2>&1)"
+    if timeout 90 python3 -c 'import torch; c = torch.cuda.is_available(); print("  torch %s (CUDA %s), torch.cuda.is_available() = %s%s" % (torch.__version__, torch.version.cuda, c, (", " + torch.cuda.get_device_name()) if c else ""))' 2>"$LOGS/torch-import.txt"; then
+      HAVE_TORCH=1
+    else
+      echo "  torch: not importable ($(tail -n 1 "$LOGS/torch-import.txt"))"
+    fi
+  fi
+  if ((HAVE_GPU)); then
+    echo "  => GPU found: every stage runs"
+  else
+    echo "  => NO GPU FOUND on this machine: configure and build only, plus the CPU tests;"
+    echo "     CUDA tests, sanitizers, CUDA benchmarks and the baseline are skipped (exit status 3)"
+  fi
+
+  # ---- carried libraries ------------------------------------------------------------------------
+  section "carried libraries (.device, from scripts/prepare-device.sh)"
+  if [[ -d $DEV ]]; then
+    sed 's/^/  /' "$ROOT/.device/MANIFEST.txt" 2>/dev/null
+    for h in catch2/catch.hpp nlohmann/json.hpp dlpack/dlpack.h benchmark/benchmark.h; do
+      printf '  %-24s %s\n' "$h" "$([[ -f $DEV/include/$h ]] && echo present || echo MISSING)"
+    done
+  else
+    echo "  .device/ is MISSING: run 'bash scripts/prepare-device.sh' on the development machine and carry .device;"
+    echo "  trying the packages of this machine instead"
+  fi
+  BENCH_DIR=""
+  BENCH_NOTE=""
+  local so=$DEV/lib/x86_64-linux-gnu/libbenchmark.so.1debian
+  if [[ -f $so ]]; then
+    local why
+    if why=$(python3 -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1])' "$so" 2>&1); then
+      echo "  libbenchmark.so (Debian 1.7.1): loads"
+      BENCH_DIR=$DEV/lib/x86_64-linux-gnu/cmake/benchmark
+    else
+      echo "  libbenchmark.so (Debian 1.7.1): does NOT load: $(echo "$why" | tail -n 1)"
+    fi
+  fi
+  if [[ ${GCPO_FORCE_BENCHMARK_SOURCE:-0} == 1 || -z $BENCH_DIR ]] && [[ -d $ROOT/.device/benchmark-src/src ]]; then
+    local t0=$SECONDS
+    if build_benchmark_static >"$LOGS/benchmark-static.log" 2>&1; then
+      BENCH_DIR=$BUILD/benchmark-static/lib/cmake/benchmark
+      echo "  Google Benchmark built from .device/benchmark-src as a static library ($((SECONDS - t0)) s)"
+    else
+      echo "  building Google Benchmark from .device/benchmark-src FAILED"
+      show_tail "$LOGS/benchmark-static.log" 10
+    fi
+  fi
+  local bench_opt=ON
+  if [[ -z $BENCH_DIR ]] && ! ls /usr/lib/*/cmake/benchmark/benchmarkConfig.cmake /usr/lib/cmake/benchmark/benchmarkConfig.cmake \
+    /usr/local/lib*/cmake/benchmark/benchmarkConfig.cmake >/dev/null 2>&1; then
+    bench_opt=OFF
+    BENCH_NOTE="no usable Google Benchmark: benchmarks not built"
+    echo "  => $BENCH_NOTE"
+  fi
+
+  # ---- 2. configure + build ---------------------------------------------------------------------------
+  section "configure"
+  local cuda=ON
+  command -v nvcc >/dev/null || cuda=OFF
+  local args=(-S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA="$cuda"
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGCPO_BUILD_TESTS=ON -DGCPO_BUILD_BENCH="$bench_opt"
+    -DGCPO_BUILD_EXAMPLES=OFF -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+  [[ $cuda == ON ]] && args+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)")
+  if [[ -d $DEV ]]; then
+    args+=(-DCMAKE_PREFIX_PATH="$DEV" -DGCPO_CATCH2_INCLUDE_DIR="$DEV/include")
+    [[ -d $DEV/lib/cmake/Catch2 ]] && args+=(-DCatch2_DIR="$DEV/lib/cmake/Catch2")
+    [[ -d $DEV/share/cmake/nlohmann_json ]] && args+=(-Dnlohmann_json_DIR="$DEV/share/cmake/nlohmann_json")
+    [[ -d $DEV/lib/x86_64-linux-gnu/cmake/dlpack ]] && args+=(-Ddlpack_DIR="$DEV/lib/x86_64-linux-gnu/cmake/dlpack")
+  fi
+  [[ -n $BENCH_DIR ]] && args+=(-Dbenchmark_DIR="$BENCH_DIR")
+  echo "cmake ${args[*]}"
+  local t0=$SECONDS rc
+  run_limited "$(limit 90 300)" "$LOGS/configure.log" cmake "${args[@]}"
+  rc=$?
+  grep -E '^-- (gcpo|The CUDA|The CXX|Found)' "$LOGS/configure.log" | sed 's/^/  /'
+  if ((rc != 0)); then
+    record configure FAIL $((SECONDS - t0)) "cmake exit $rc"
+    show_tail "$LOGS/configure.log" 40
+    finish
+    return
+  fi
+  if [[ $cuda == OFF ]]; then
+    record configure INFO $((SECONDS - t0)) "no nvcc: CUDA targets not configured"
+  else
+    record configure PASS $((SECONDS - t0)) ""
+  fi
+
+  section "build"
+  t0=$SECONDS
+  # reserve: tests 40, sanitizers 70, benchmarks 50, baseline 45, summary 10
+  local t
+  t=$(limit 330 215)
+  ((HAVE_GPU)) || t=$(limit 3000 10)
+  run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
+  rc=$?
+  local warnings
+  warnings=$(grep -c -E 'warning[: #]' "$LOGS/build.log")
+  if ((rc == 0)); then
+    record build PASS $((SECONDS - t0)) "$warnings warning lines (build.log in logs.tar.gz)"
+  else
+    record build "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "exit $rc; $warnings warning lines; built what it could (-k 0)"
+    grep -E 'FAILED:|error' "$LOGS/build.log" | head -n 20
+    show_tail "$LOGS/build.log" 30
+  fi
+  [[ -x $BUILD/bench/cuda/gcpo_bench_cuda ]] && echo "gcpo_bench_cuda: built" || echo "gcpo_bench_cuda: NOT built"
+
+  # ---- 3. tests ------------------------------------------------------------------------------------
+  section "tests"
+  local sel=(-L cuda) nsel
+  nsel=$(ctest --test-dir "$BUILD" -N -L cuda 2>/dev/null | sed -n 's/^Total Tests: //p')
+  if [[ ${nsel:-0} == 0 ]]; then
+    sel=(-R cuda)
+    nsel=$(ctest --test-dir "$BUILD" -N -R cuda 2>/dev/null | sed -n 's/^Total Tests: //p')
+  fi
+  local cpu_sel=(-LE cuda)
+  [[ ${sel[0]} == -R ]] && cpu_sel=(-E cuda)
+  echo "CUDA tests: ctest ${sel[*]} (${nsel:-0} tests); CPU tests: ctest ${cpu_sel[*]}"
+  if skipped tests; then
+    record cuda-tests SKIP 0 "GCPO_SKIP"
+  elif ((!HAVE_GPU)); then
+    record cuda-tests SKIP 0 "no GPU"
+  elif [[ ${nsel:-0} == 0 ]]; then
+    record cuda-tests FAIL 0 "no CUDA test registered (ctest -L cuda / -R cuda found none)"
+  else
+    t0=$SECONDS
+    run_limited "$(limit 90 165)" "$LOGS/ctest-cuda.log" ctest --test-dir "$BUILD" "${sel[@]}" --output-on-failure \
+      -j 6 --timeout 120
+    rc=$?
+    local summary
+    summary=$(grep -E 'tests passed|tests failed' "$LOGS/ctest-cuda.log" | tail -n 1)
+    if ((rc == 0)); then
+      record cuda-tests PASS $((SECONDS - t0)) "$summary"
+    else
+      record cuda-tests "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "${summary:-exit $rc}"
+      sed -n '/The following tests FAILED/,$p' "$LOGS/ctest-cuda.log" | head -n 30
+    fi
+  fi
+  if skipped tests; then
+    record cpu-tests SKIP 0 "GCPO_SKIP"
+  else
+    t0=$SECONDS
+    t=$(limit 60 150)
+    ((HAVE_GPU)) || t=$(limit 600 5)
+    run_limited "$t" "$LOGS/ctest-cpu.log" ctest --test-dir "$BUILD" "${cpu_sel[@]}" --output-on-failure -j "$JOBS" --timeout 120
+    rc=$?
+    local summary
+    summary=$(grep -E 'tests passed|tests failed|No tests were found' "$LOGS/ctest-cpu.log" | tail -n 1)
+    if ((rc == 0)); then
+      record cpu-tests PASS $((SECONDS - t0)) "$summary"
+    else
+      record cpu-tests "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "${summary:-exit $rc}"
+      sed -n '/The following tests FAILED/,$p' "$LOGS/ctest-cpu.log" | head -n 30
+    fi
+  fi
+
+  # ---- sanitizers --------------------------------------------------------------------------------
+  section "compute-sanitizer"
+  local bins=()
+  if ((HAVE_GPU)) && [[ ${nsel:-0} != 0 ]]; then
+    mapfile -t bins < <(ctest --test-dir "$BUILD" "${sel[@]}" --show-only=json-v1 2>/dev/null | python3 -c '
+import json, sys
+seen = []
+for t in json.load(sys.stdin).get("tests", []):
+    cmd = t.get("command") or []
+    if cmd and cmd[0] not in seen:
+        seen.append(cmd[0])
+print("\n".join(seen))')
+  fi
+  echo "CUDA test binaries: ${bins[*]:-none}; Catch2 filter: '${SAN_FILTER}'"
+  local tool
+  for tool in memcheck racecheck; do
+    if skipped sanitizers; then
+      record "$tool" SKIP 0 "GCPO_SKIP"
+      continue
+    elif ((!HAVE_GPU)); then
+      record "$tool" SKIP 0 "no GPU"
+      continue
+    elif [[ -z $SAN ]]; then
+      record "$tool" FAIL 0 "compute-sanitizer not found"
+      continue
+    elif ((${#bins[@]} == 0)); then
+      record "$tool" FAIL 0 "no CUDA test binary found"
+      continue
+    fi
+    t0=$SECONDS
+    local stage_t n=${#bins[@]} i=0 bad=0 notes="" b
+    if [[ $tool == memcheck ]]; then stage_t=$(limit 80 130); else stage_t=$(limit 60 95); fi
+    for b in "${bins[@]}"; do
+      local left=$((stage_t - (SECONDS - t0))) per
+      per=$((left / (n - i)))
+      i=$((i + 1))
+      local name
+      name=$(basename "$b")
+      if ((per < 5)); then
+        notes+="$name: no time; "
+        bad=1
+        continue
+      fi
+      local targs=()
+      [[ -n $SAN_FILTER ]] && targs+=("$SAN_FILTER")
+      run_limited "$per" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$b" "${targs[@]}"
+      rc=$?
+      local errs
+      errs=$(grep -E '========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$LOGS/$tool-$name.log" | tail -n 1 | sed 's/========= //')
+      if ((rc == 0)); then
+        notes+="$name ok (${errs:-no summary}); "
+      else
+        bad=1
+        if ((rc == 124 || rc == 137)); then
+          notes+="$name DID NOT FINISH in ${per}s; "
+        elif ((rc == 99)); then
+          notes+="$name: ${errs:-sanitizer errors}; "
+          grep -E '^========= ' "$LOGS/$tool-$name.log" | head -n 15
+        else
+          notes+="$name: tests failed under the sanitizer (exit $rc); "
+          show_tail "$LOGS/$tool-$name.log" 15
+        fi
+      fi
+    done
+    record "$tool" "$( ((bad)) && echo FAIL || echo PASS)" $((SECONDS - t0)) "$notes"
+  done
+
+  # ---- 4. benchmarks + baseline -------------------------------------------------------------------
+  section "CUDA benchmarks"
+  if skipped bench; then
+    record benchmarks SKIP 0 "GCPO_SKIP"
+  elif ((!HAVE_GPU)); then
+    record benchmarks SKIP 0 "no GPU"
+  elif [[ ! -x $BUILD/bench/cuda/gcpo_bench_cuda ]]; then
+    record benchmarks SKIP 0 "gcpo_bench_cuda not built ${BENCH_NOTE}"
+  else
+    t0=$SECONDS
+    t=$(limit 100 55)
+    local reps=$REPS
+    ((t < 60 && reps > 3)) && reps=3
+    python3 "$ROOT/scripts/run-cuda-bench.py" "$BUILD/bench/cuda/gcpo_bench_cuda" --out "$OUTDIR/bench_cuda.json" \
+      --log "$LOGS/bench-cuda.log" --workdir "$LOGS/bench-json" --budget-s "$t" --reps "$reps" \
+      ${GCPO_BENCH_FILTER:+--filter "$GCPO_BENCH_FILTER"}
+    rc=$?
+    # benchmarks are not tests: a crash or a cut is reported, it does not fail the run
+    record benchmarks "$( ((rc == 0)) && echo PASS || echo INFO)" $((SECONDS - t0)) \
+      "$( ((rc == 0)) && echo "all ran, $reps repetitions" || echo "some crashed or were cut (see the table's error list)")"
+  fi
+
+  section "PyTorch-eager baseline"
+  if skipped baseline; then
+    record baseline SKIP 0 "GCPO_SKIP"
+  elif ((!HAVE_GPU || !HAVE_TORCH)); then
+    record baseline SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable" || echo "no GPU")"
+  else
+    t0=$SECONDS
+    run_limited "$(limit 40 45)" "$LOGS/baseline-conformance.log" python3 "$ROOT/bench/baseline/torch_baseline.py" \
+      --check-conformance "$ROOT/tests/data/conformance"
+    local conf=$?
+    t=$(limit 90 12)
+    : >"$OUTDIR/baseline.jsonl"
+    timeout --kill-after=10 "$t" python3 "$ROOT/bench/baseline/torch_baseline.py" --budget-s $((t > 25 ? t - 15 : 10)) \
+      --out "$OUTDIR/baseline.jsonl" >/dev/null 2>"$LOGS/baseline.log"
+    rc=$?
+    local n
+    n=$(grep -c median_us "$OUTDIR/baseline.jsonl")
+    record baseline "$( ((rc == 0)) && echo PASS || echo INFO)" $((SECONDS - t0)) \
+      "$n cases timed (exit $rc); official-way functions vs conformance vectors: $( ((conf == 0)) && echo match || echo MISMATCH)"
+    ((rc == 0)) || show_tail "$LOGS/baseline.log" 8
+  fi
+  finish
+}
+
+build_benchmark_static() {
+  local src=$ROOT/.device/benchmark-src dst=$BUILD/benchmark-static cxx
+  cxx=$(command -v c++ || command -v g++)
+  rm -rf "$dst"
+  mkdir -p "$dst/obj" "$dst/lib/cmake/benchmark" "$dst/include"
+  cp -r "$src/include/benchmark" "$dst/include/"
+  # shellcheck disable=SC2016
+  find "$src/src" -name '*.cc' -print0 | xargs -0 -P "$JOBS" -I{} sh -c \
+    '"$1" -O2 -std=c++17 -include cstdint -DNDEBUG -DHAVE_STD_REGEX -DHAVE_STEADY_CLOCK -DBENCHMARK_STATIC_DEFINE -I"$2/include" -I"$2/src" -c "$3" -o "$4/obj/$(basename "$3" .cc).o"' \
+    _ "$cxx" "$src" {} "$dst" || return 1
+  local objs=() o
+  for o in "$dst"/obj/*.o; do [[ $o == */benchmark_main.o ]] || objs+=("$o"); done
+  ar rcs "$dst/lib/libbenchmark.a" "${objs[@]}" || return 1
+  ar rcs "$dst/lib/libbenchmark_main.a" "$dst/obj/benchmark_main.o" || return 1
+  cat >"$dst/lib/cmake/benchmark/benchmarkConfig.cmake" <<'EOF'
+# Google Benchmark built from source by scripts/device-check.sh (static; the carried Debian
+# libbenchmark.so did not load here).
+include(CMakeFindDependencyMacro)
+find_dependency(Threads)
+get_filename_component(_gcpo_bm_prefix "${CMAKE_CURRENT_LIST_DIR}/../../.." ABSOLUTE)
+if(NOT TARGET benchmark::benchmark)
+  add_library(benchmark::benchmark STATIC IMPORTED)
+  set_target_properties(benchmark::benchmark PROPERTIES
+    IMPORTED_LOCATION "${_gcpo_bm_prefix}/lib/libbenchmark.a"
+    INTERFACE_INCLUDE_DIRECTORIES "${_gcpo_bm_prefix}/include"
+    INTERFACE_COMPILE_DEFINITIONS "BENCHMARK_STATIC_DEFINE"
+    INTERFACE_LINK_LIBRARIES "Threads::Threads")
+  add_library(benchmark::benchmark_main STATIC IMPORTED)
+  set_target_properties(benchmark::benchmark_main PROPERTIES
+    IMPORTED_LOCATION "${_gcpo_bm_prefix}/lib/libbenchmark_main.a"
+    INTERFACE_LINK_LIBRARIES "benchmark::benchmark")
+endif()
+set(benchmark_VERSION 1.7.1)
+EOF
+}
+
+finish() {
+  # the merged benchmark JSON, the summary and the logs
+  section "summary"
+  if [[ -f $OUTDIR/bench_cuda.json || -s ${OUTDIR}/baseline.jsonl ]]; then
+    python3 "$ROOT/scripts/bench-summary.py" --cuda "$OUTDIR/bench_cuda.json" --baseline "$OUTDIR/baseline.jsonl" \
+      --txt "$OUTDIR/summary.txt" --json "$OUTDIR/summary.json" >"$LOGS/summary-console.txt" 2>&1
+  else
+    echo "(no benchmark results: nothing to summarise)" >"$LOGS/summary-console.txt"
+  fi
+  tar -czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2>/dev/null
+
+  echo
+  echo "Stages:"
+  local s
+  for s in "${STAGES[@]}"; do
+    IFS='|' read -r name status secs note <<<"$s"
+    printf '  %-14s %-7s %5ss  %s\n' "$name" "$status" "$secs" "$note"
+  done
+  echo
+  cat "$LOGS/summary-console.txt"
+  echo
+  if ((FAILED)); then
+    echo "device-check: FAILED ($(elapsed)s; logs: logs.tar.gz)"
+    RC=1
+  elif ((!HAVE_GPU)); then
+    echo "device-check: NO GPU - built and ran the CPU tests only ($(elapsed)s)"
+    RC=3
+  else
+    echo "device-check: OK ($(elapsed)s)"
+    RC=0
+  fi
+  echo "$RC" >"$LOGS/.rc"
+}
+
+RC=1
+main 2>&1 | tee "$OUTDIR/device-check.log"
+rc=$(cat "$LOGS/.rc" 2>/dev/null || echo 1)
+exit "$rc"
