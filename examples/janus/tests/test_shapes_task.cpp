@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -932,4 +933,49 @@ TEST_CASE("sample sheet PNG is written and reads back", "[shapes][png]") {
   }
   fs::remove_all(dir);
   CHECK(tile({}, {}, o).width == 4);
+}
+
+// ---- robustness ------------------------------------------------------------------------------
+
+TEST_CASE("scorer on noisy and random grids: no crash, consistent verdicts", "[shapes][scorer]") {
+  const auto pool = enumerate_prompts();
+  std::mt19937_64 rng(11);
+  int correct = 0, strict = 0;
+  for (int i = 0; i < 400; ++i) {
+    const Metadata& m = pool[rng() % pool.size()];
+    Grid g;
+    REQUIRE(render(m, TaskConfig{}, rng(), g).ok());
+    // Corrupt 0..40 cells with any token, out-of-range ones included.
+    const int flips = static_cast<int>(rng() % 41);
+    for (int k = 0; k < flips; ++k) g.tokens[rng() % g.tokens.size()] = static_cast<int>(rng() % 26) - 2;
+    for (ScoreMode mode : {ScoreMode::binary, ScoreMode::strict, ScoreMode::partial}) {
+      ScoreOptions o;
+      o.mode = mode;
+      const ScoreResult r = score(g, m, o);
+      if (r.strict_correct) CHECK(r.correct);
+      if (r.strict_correct) CHECK(r.partial == 1.0);
+      CHECK(r.partial <= 1.0);
+      CHECK(r.correct == r.reason.empty());
+      CHECK(r.include.size() == m.include.size());
+      if (mode == ScoreMode::binary) {
+        correct += r.correct;
+        strict += r.strict_correct;
+      }
+    }
+  }
+  // Light corruption leaves some images correct, heavy corruption breaks others.
+  CHECK(correct > 20);
+  CHECK(correct < 400);
+  CHECK(strict <= correct);
+  // Grids of every size from 1 x 1, and an inconsistent grid, are handled.
+  for (int h = 1; h <= 9; ++h)
+    for (int w = 1; w <= 9; ++w) {
+      Grid g(h, w);
+      for (auto& t : g.tokens) t = static_cast<int>(rng() % kCodebookSize);
+      (void)score(g, pool[rng() % pool.size()]);
+      CHECK(decode(g, 2).width == 2 * w);
+    }
+  Grid broken(4, 4);
+  broken.tokens.resize(3);
+  CHECK(detect(broken).components.empty());
 }
