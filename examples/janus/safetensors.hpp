@@ -1,0 +1,44 @@
+// examples/janus/safetensors.hpp - a small reader and writer of the safetensors format
+// (https://huggingface.co/docs/safetensors): an 8-byte little-endian header length, a JSON
+// header ({"name": {"dtype", "shape", "data_offsets": [begin, end]}, ..., "__metadata__":
+// {string: string}}), then the raw little-endian bytes of every tensor.
+//
+// Writes are atomic: the file is written under a temporary name in the same directory,
+// flushed to disk, then renamed over the destination, so a reader never sees half a file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace janus {
+
+/// Tensors by name plus the header's `__metadata__`.
+struct SafeTensors {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;  ///< in file (data) order
+  std::map<std::string, std::string> metadata;
+
+  /// The tensor called `name`; throws std::out_of_range naming it when absent.
+  const at::Tensor& at(const std::string& name) const;
+  bool contains(const std::string& name) const;
+};
+
+/// Writes `tensors` (any device, any supported dtype: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL;
+/// made contiguous on the CPU first) and `metadata` to `path`, atomically. Names must be unique
+/// and must not be "__metadata__". Throws std::runtime_error on an I/O error.
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+/// Reads a whole file into CPU tensors. Validates the header: known dtypes, offsets inside
+/// the data section, sizes equal to numel * element size, no overlaps. Throws
+/// std::runtime_error naming the file and the problem.
+SafeTensors load_safetensors(const std::string& path);
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace janus

@@ -1,0 +1,47 @@
+# examples/janus/trainer.cmake - the example trainer (libtorch): janus_trainer and its tests.
+# Included from examples/janus/CMakeLists.txt. Built only when libtorch is found (Debian
+# libtorch-dev, or PyTorch's: -DCMAKE_PREFIX_PATH=$(python3 -c 'import torch;
+# print(torch.utils.cmake_prefix_path)')), so the project builds without it.
+
+find_package(Torch QUIET)
+if(Torch_FOUND OR TORCH_FOUND)
+  set(_janus_trainer_default ON)
+else()
+  set(_janus_trainer_default OFF)
+endif()
+option(GCPO_BUILD_TRAINER "Build the libtorch example trainer (janus_trainer)" ${_janus_trainer_default})
+
+if(GCPO_BUILD_TRAINER)
+  if(NOT (Torch_FOUND OR TORCH_FOUND))
+    message(FATAL_ERROR "GCPO_BUILD_TRAINER is ON but libtorch was not found (install libtorch-dev or set CMAKE_PREFIX_PATH)")
+  endif()
+  find_package(CLI11 2 REQUIRED)
+  find_package(nlohmann_json 3 REQUIRED)
+
+  # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
+  # the binary and the tests (few translation units: each libtorch one compiles slowly).
+  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp train.cpp)
+  target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
+  target_link_libraries(janus_trainer_lib
+    PUBLIC gcpo::gcpo gcpo_shapes_task ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json
+    PRIVATE gcpo_project_flags)
+  # libtorch's headers trip -Wpedantic/-Wextra; they are third-party, so include them as system headers.
+  target_include_directories(janus_trainer_lib SYSTEM PUBLIC ${TORCH_INCLUDE_DIRS})
+  if(TARGET gcpo::cuda)
+    # --device cuda runs gcpo's CUDA twins (precompiled kernels, no nvcc needed here).
+    target_link_libraries(janus_trainer_lib PUBLIC gcpo::cuda)
+    target_compile_definitions(janus_trainer_lib PRIVATE JANUS_WITH_GCPO_CUDA=1)
+  endif()
+
+  add_executable(janus_trainer trainer.cpp)
+  target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags)
+
+  if(GCPO_BUILD_TESTS AND TARGET gcpo_catch_main)
+    include(Catch)
+    add_executable(test_janus_trainer tests/test_trainer.cpp)
+    target_link_libraries(test_janus_trainer PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    # Listing the cases runs the binary right after the build: it must start without a GPU.
+    catch_discover_tests(test_janus_trainer TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 600)
+  endif()
+endif()
