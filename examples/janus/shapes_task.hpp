@@ -384,8 +384,8 @@ class PromptTokenizer {
   const std::vector<std::string>& vocabulary() const noexcept { return words_; }
   /// The id of a word, or -1 when the word is not in the vocabulary.
   int word_id(std::string_view word) const noexcept;
-  /// Appends nothing and fails on an unknown word, naming it and its position; otherwise
-  /// replaces `ids` with the framed ids. An empty prompt is an error.
+  /// Replaces `ids` with the framed ids of `prompt`. An unknown word (or an empty prompt) is
+  /// an error whose message names the word and its position; `ids` is then left unchanged.
   status encode(std::string_view prompt, std::vector<int>& ids, const EncodeOptions& options = {}) const;
   /// The words of `ids` joined by spaces; special ids as their names; "<?>" for unknown ids.
   std::string decode(const std::vector<int>& ids) const;
@@ -589,7 +589,7 @@ struct Image {
   int height = 0;
   std::vector<std::uint8_t> rgb;
   Image() = default;
-  Image(int w, int h, Rgb fill = {}) ;
+  Image(int w, int h, Rgb fill = {});
   Rgb at(int x, int y) const {
     const std::size_t i = (static_cast<std::size_t>(y) * width + x) * 3;
     return Rgb{rgb[i], rgb[i + 1], rgb[i + 2]};
