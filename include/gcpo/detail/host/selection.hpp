@@ -10,72 +10,191 @@
 #include "../../selection.hpp"
 #include "similarity.hpp"
 
+#if (defined(__SSE__) || defined(_M_X64)) && !defined(__CUDACC__) && !defined(GCPO_NO_HOST_SSE_SQRT)
+#include <xmmintrin.h>
+#define GCPO_HOST_SSE_SQRT 1
+#endif
+
 namespace gcpo {
 namespace detail {
 namespace host_impl {
 
-/// Causal 5-point local mean of one H x W map.
+// Performance notes (R = 8, N = 576: the whole selection takes a few microseconds per rollout):
+// - the maps handle borders separately so that the interior loops have no branches and
+//   vectorise; every value is computed with the same operations in the same order as the
+//   definition (spec 3.2), so results are bit-identical to the plain loops;
+// - the top-k is a most-significant-digit radix select on an order-preserving integer key: no
+//   data-dependent branches (a comparison sort mispredicts about every other comparison here);
+// - sqrt: std::sqrt never vectorises while errno is honoured (the default), so on x86 the
+//   gradient magnitude uses SSE's sqrtps, the same correctly rounded IEEE square root.
+
+/// Causal 5-point local mean of one H x W map: sum of self, left, upper-left, up, upper-right
+/// (those that exist, in that order) divided by their count.
 inline void smooth_map(const float* E, float* M, std::int64_t H, std::int64_t W) noexcept {
-  for (std::int64_t i = 0; i < H; ++i)
-    for (std::int64_t j = 0; j < W; ++j) {
-      float sum = E[i * W + j];
-      float cnt = 1.0f;
-      if (j > 0) { sum += E[i * W + j - 1]; cnt += 1.0f; }
-      if (i > 0) {
-        if (j > 0) { sum += E[(i - 1) * W + j - 1]; cnt += 1.0f; }
-        sum += E[(i - 1) * W + j];
-        cnt += 1.0f;
-        if (j + 1 < W) { sum += E[(i - 1) * W + j + 1]; cnt += 1.0f; }
-      }
-      M[i * W + j] = sum / cnt;
+  if (H < 1 || W < 1) return;
+  M[0] = E[0] / 1.0f;
+  for (std::int64_t j = 1; j < W; ++j) M[j] = (E[j] + E[j - 1]) / 2.0f;
+  for (std::int64_t i = 1; i < H; ++i) {
+    const float* e = E + i * W;
+    const float* u = e - W;
+    float* m = M + i * W;
+    if (W == 1) {
+      m[0] = (e[0] + u[0]) / 2.0f;
+      continue;
     }
-}
-
-/// Central-difference gradient magnitude of one H x W map.
-inline void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t W) noexcept {
-  for (std::int64_t i = 0; i < H; ++i)
-    for (std::int64_t j = 0; j < W; ++j) {
-      float dx = 0.0f, dy = 0.0f;
-      if (W > 1) {
-        if (j == 0) dx = M[i * W + 1] - M[i * W];
-        else if (j == W - 1) dx = M[i * W + j] - M[i * W + j - 1];
-        else dx = (M[i * W + j + 1] - M[i * W + j - 1]) * 0.5f;
-      }
-      if (H > 1) {
-        if (i == 0) dy = M[W + j] - M[j];
-        else if (i == H - 1) dy = M[i * W + j] - M[(i - 1) * W + j];
-        else dy = (M[(i + 1) * W + j] - M[(i - 1) * W + j]) * 0.5f;
-      }
-      Gm[i * W + j] = std::sqrt(dx * dx + dy * dy);
-    }
-}
-
-/// Ordering of the selection top-k: better value first (larger or smaller), then the lower
-/// index; NaN after every number. A strict weak order, so the result is unique.
-struct topk_order {
-  const float* key;
-  bool largest;
-  bool operator()(std::int32_t a, std::int32_t b) const noexcept {
-    const float ka = key[a], kb = key[b];
-    const bool na = ka != ka, nb = kb != kb;
-    if (na || nb) return (na == nb) ? a < b : nb;
-    if (ka != kb) return largest ? ka > kb : ka < kb;
-    return a < b;
+    m[0] = ((e[0] + u[0]) + u[1]) / 3.0f;
+    for (std::int64_t j = 1; j + 1 < W; ++j) m[j] = ((((e[j] + e[j - 1]) + u[j - 1]) + u[j]) + u[j + 1]) / 5.0f;
+    m[W - 1] = (((e[W - 1] + e[W - 2]) + u[W - 2]) + u[W - 1]) / 4.0f;
   }
-};
+}
 
-/// Marks in `mask` (already zeroed) the k best positions among the eligible ones in [lo, lo + n).
+/// In-place IEEE square root of n values (vectorised where the compiler would not).
+inline void sqrt_in_place(float* x, std::int64_t n) noexcept {
+  std::int64_t i = 0;
+#if defined(GCPO_HOST_SSE_SQRT)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+  for (; i < n; ++i) x[i] = std::sqrt(x[i]);
+}
+
+/// Central-difference gradient magnitude of one H x W map: dx = (M[i,j+1] - M[i,j-1]) / 2 inside,
+/// one-sided at the borders, 0 when W = 1; dy the same along columns; sqrt(dx^2 + dy^2).
+inline void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t W) noexcept {
+  if (H < 1 || W < 1) return;
+  if (H == 1 || W == 1) {  // degenerate grids: the definition, element by element
+    for (std::int64_t i = 0; i < H; ++i)
+      for (std::int64_t j = 0; j < W; ++j) {
+        float dx = 0.0f, dy = 0.0f;
+        if (W > 1) {
+          if (j == 0) dx = M[i * W + 1] - M[i * W];
+          else if (j == W - 1) dx = M[i * W + j] - M[i * W + j - 1];
+          else dx = (M[i * W + j + 1] - M[i * W + j - 1]) * 0.5f;
+        }
+        if (H > 1) {
+          if (i == 0) dy = M[W + j] - M[j];
+          else if (i == H - 1) dy = M[i * W + j] - M[(i - 1) * W + j];
+          else dy = (M[(i + 1) * W + j] - M[(i - 1) * W + j]) * 0.5f;
+        }
+        Gm[i * W + j] = dx * dx + dy * dy;
+      }
+    sqrt_in_place(Gm, H * W);
+    return;
+  }
+  for (std::int64_t i = 0; i < H; ++i) {
+    const float* m = M + i * W;
+    float* g = Gm + i * W;
+    // dy = (a - b) * sy: one-sided rows use sy = 1, and multiplying by 1 is exact
+    const float* a = i + 1 < H ? m + W : m;
+    const float* b = i > 0 ? m - W : m;
+    const float sy = (i > 0 && i + 1 < H) ? 0.5f : 1.0f;
+    {
+      const float dx = m[1] - m[0], dy = (a[0] - b[0]) * sy;
+      g[0] = dx * dx + dy * dy;
+    }
+    for (std::int64_t j = 1; j + 1 < W; ++j) {
+      const float dx = (m[j + 1] - m[j - 1]) * 0.5f;
+      const float dy = (a[j] - b[j]) * sy;
+      g[j] = dx * dx + dy * dy;
+    }
+    {
+      const float dx = m[W - 1] - m[W - 2], dy = (a[W - 1] - b[W - 1]) * sy;
+      g[W - 1] = dx * dx + dy * dy;
+    }
+  }
+  sqrt_in_place(Gm, H * W);
+}
+
+/// Order of the selection top-k (spec 3.5): better value first (larger, or smaller when `flip`
+/// is all ones), then the lower index; NaN after every number. This is the key of the value
+/// part: an order-preserving map of the float to uint32, larger key first; -0 and +0 share a
+/// key (they tie); NaN gets 0.
+GCPO_FORCEINLINE std::uint32_t topk_key(float f, std::uint32_t flip) noexcept {
+  std::uint32_t b = float_to_bits(f);
+  b = b == 0x80000000u ? 0u : b;
+  const std::uint32_t u = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return (b & 0x7fffffffu) > 0x7f800000u ? 0u : (u ^ flip);
+}
+
+/// Radix select over the candidates `idx[0..m)` (offsets in increasing order): marks `mask[idx]`
+/// for the k with the largest `key_at(idx)`, ties to the lower offset. 8 bits per pass from the
+/// top: candidates whose digit is above the k-th key's are taken, those equal are kept (in
+/// order) for the next pass; whatever still ties after the last digit is taken in index order.
+/// Two interleaved histograms halve the store-to-load chains when many keys share a digit.
+template <class KeyAt>
+void radix_topk_mark(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t k, std::uint8_t* mask) noexcept {
+  if (k <= 0 || m == 0) return;
+  std::int64_t need = k < m ? k : m;
+  for (int shift = 24; shift >= 0 && need < m; shift -= 8) {
+    std::uint32_t hist[2][256] = {};
+    std::int64_t i = 0;
+    for (; i + 2 <= m; i += 2) {
+      ++hist[0][(key_at(idx[i]) >> shift) & 0xffu];
+      ++hist[1][(key_at(idx[i + 1]) >> shift) & 0xffu];
+    }
+    if (i < m) ++hist[0][(key_at(idx[i]) >> shift) & 0xffu];
+    std::uint32_t digit = 255;
+    std::int64_t above = 0;
+    for (;; --digit) {
+      const std::int64_t h = static_cast<std::int64_t>(hist[0][digit]) + hist[1][digit];
+      if (above + h >= need) break;
+      above += h;
+    }
+    std::int64_t kept = 0;
+    for (std::int64_t j = 0; j < m; ++j) {
+      const std::int32_t t = idx[j];
+      const std::uint32_t d = (key_at(t) >> shift) & 0xffu;
+      mask[t] = static_cast<std::uint8_t>(mask[t] | (d > digit ? 1 : 0));
+      idx[kept] = t;
+      kept += d == digit ? 1 : 0;
+    }
+    need -= above;
+    m = kept;
+  }
+  for (std::int64_t i = 0; i < need; ++i) mask[idx[i]] = 1;
+}
+
+/// Marks in `mask` (already zeroed) the k first positions in that order among the eligible ones
+/// in [lo, lo + n). `idx` is scratch of n entries. The keys are computed once into a stack
+/// buffer (in one vectorised loop) when n <= 2048, else on the fly.
 template <class Eligible>
 void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k, bool largest, Eligible eligible,
                std::uint8_t* mask, std::int32_t* idx) noexcept {
+  if (k <= 0 || n <= 0) return;
   std::int64_t m = 0;
-  for (std::int64_t t = lo; t < lo + n; ++t)
-    if (eligible(t)) idx[m++] = static_cast<std::int32_t>(t);
-  if (k <= 0 || m == 0) return;
-  if (k < m) std::nth_element(idx, idx + k, idx + m, topk_order{key, largest});
-  const std::int64_t take = k < m ? k : m;
-  for (std::int64_t i = 0; i < take; ++i) mask[idx[i]] = 1;
+  for (std::int64_t i = 0; i < n; ++i) {
+    idx[m] = static_cast<std::int32_t>(i);
+    m += eligible(lo + i) ? 1 : 0;
+  }
+  const std::uint32_t flip = largest ? 0u : 0xffffffffu;
+  const float* kw = key + lo;
+  constexpr std::int64_t buffered = 2048;
+  if (n <= buffered) {
+    std::uint32_t kb[buffered];
+    for (std::int64_t i = 0; i < n; ++i) kb[i] = topk_key(kw[i], flip);
+    radix_topk_mark([&kb](std::int32_t t) { return kb[t]; }, idx, m, k, mask + lo);
+  } else {
+    radix_topk_mark([kw, flip](std::int32_t t) { return topk_key(kw[t], flip); }, idx, m, k, mask + lo);
+  }
 }
+
+/// Index scratch of the standalone top-k operators: on the stack up to 2048 positions (N of
+/// Janus-Pro and LlamaGen), allocated beyond.
+class index_scratch {
+ public:
+  explicit index_scratch(std::int64_t n) noexcept
+      : p_(n <= small ? local_ : new (std::nothrow) std::int32_t[static_cast<std::size_t>(n)]) {}
+  ~index_scratch() {
+    if (p_ != local_) delete[] p_;
+  }
+  index_scratch(const index_scratch&) = delete;
+  index_scratch& operator=(const index_scratch&) = delete;
+  std::int32_t* get() const noexcept { return p_; }
+
+ private:
+  static constexpr std::int64_t small = 2048;
+  std::int32_t local_[small];
+  std::int32_t* p_;
+};
 
 }  // namespace host_impl
 }  // namespace detail
@@ -123,14 +242,14 @@ inline status gradient_topk(const_tensor_view gradient, tensor_view mask, const 
   grid_shape g;
   selection_counts c;
   GCPO_TRY(detail::resolve_selection(N, options, g, c));
-  std::int32_t* idx = new (std::nothrow) std::int32_t[static_cast<std::size_t>(N > 0 ? N : 1)];
+  detail::host_impl::index_scratch scratch(N);
+  std::int32_t* idx = scratch.get();
   if (!idx) return status::error(status_code::out_of_memory, "could not allocate %lld indices", static_cast<long long>(N));
   std::uint8_t* m = mask.as<std::uint8_t>();
   std::memset(m, 0, static_cast<std::size_t>(R * N));
   for (std::int64_t r = 0; r < R; ++r)
     detail::host_impl::topk_mark(gradient.as<const float>() + r * N, c.window_start, c.window, c.gradient, true,
                                  [](std::int64_t) { return true; }, m + r * N, idx);
-  delete[] idx;
   return ok();
 }
 
@@ -146,7 +265,8 @@ inline status low_similarity_mask(const_tensor_view similarity, const_tensor_vie
   grid_shape g;
   selection_counts c;
   GCPO_TRY(detail::resolve_selection(N, options, g, c));
-  std::int32_t* idx = new (std::nothrow) std::int32_t[static_cast<std::size_t>(N > 0 ? N : 1)];
+  detail::host_impl::index_scratch scratch(N);
+  std::int32_t* idx = scratch.get();
   if (!idx) return status::error(status_code::out_of_memory, "could not allocate %lld indices", static_cast<long long>(N));
   std::uint8_t* m = mask.as<std::uint8_t>();
   std::memset(m, 0, static_cast<std::size_t>(R * N));
@@ -156,7 +276,6 @@ inline status low_similarity_mask(const_tensor_view similarity, const_tensor_vie
     detail::host_impl::topk_mark(similarity.as<const float>() + r * N, 0, N, c.similarity, false,
                                  [exr](std::int64_t t) { return exr == nullptr || exr[t] == 0; }, m + r * N, idx);
   }
-  delete[] idx;
   return ok();
 }
 
