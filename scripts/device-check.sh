@@ -132,7 +132,9 @@ main() {
   fi
   if ((HAVE_GPU)); then
     echo "  => GPU found: every stage runs"
+    record gpu INFO "$(elapsed)" "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1); torch: $( ((HAVE_TORCH)) && echo yes || echo no)"
   else
+    record gpu INFO "$(elapsed)" "NO GPU FOUND (build and CPU tests only)"
     echo "  => NO GPU FOUND on this machine: configure and build only, plus the CPU tests;"
     echo "     CUDA tests, sanitizers, CUDA benchmarks and the baseline are skipped (exit status 3)"
   fi
@@ -169,6 +171,13 @@ main() {
       echo "  building Google Benchmark from .device/benchmark-src FAILED"
       show_tail "$LOGS/benchmark-static.log" 10
     fi
+  fi
+  if [[ -z $BENCH_DIR ]]; then
+    record libraries INFO 0 "Catch2/json/DLPack: $([[ -d $DEV ]] && echo carried || echo 'NOT carried'); Google Benchmark: no carried library usable"
+  elif [[ $BENCH_DIR == "$BUILD"/* ]]; then
+    record libraries INFO 0 "Catch2/json/DLPack carried; Google Benchmark built from source (carried .so did not load or was not used)"
+  else
+    record libraries INFO 0 "Catch2/json/DLPack carried; Google Benchmark: carried Debian libbenchmark.so loads"
   fi
   local bench_opt=ON
   if [[ -z $BENCH_DIR ]] && ! ls /usr/lib/*/cmake/benchmark/benchmarkConfig.cmake /usr/lib/cmake/benchmark/benchmarkConfig.cmake \
