@@ -143,9 +143,11 @@ GCPO_HOST_DEVICE inline philox_out philox4x32_10(std::uint32_t c0, std::uint32_t
   return philox_out{{c0, c1, c2, c3}};
 }
 
-/// A uniform float in the open interval (0, 1) from 32 random bits (24 bits used).
+/// A uniform float in the open interval (0, 1) from 32 random bits (23 bits used): (k + 0.5) * 2^-23
+/// with k = bits >> 9 is exact in float, from 2^-24 to 1 - 2^-24. (With 24 bits, k + 0.5 rounds for
+/// k >= 2^23 and the top value became 1.0, whose Gumbel noise -log(-log(1)) is +inf.)
 GCPO_HOST_DEVICE GCPO_FORCEINLINE float uniform_open01(std::uint32_t bits) noexcept {
-  return (static_cast<float>(bits >> 8) + 0.5f) * 5.9604644775390625e-8f;  // 2^-24
+  return (static_cast<float>(bits >> 9) + 0.5f) * 1.1920928955078125e-7f;  // 2^-23
 }
 
 }  // namespace detail
