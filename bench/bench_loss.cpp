@@ -116,7 +116,7 @@ void BM_gcpo_loss_forward(benchmark::State& state) {
     benchmark::DoNotOptimize(stats.data());
     benchmark::ClobberMemory();
   }
-  set_rates(state, RN * (4 + 4 + 1 + (ppo ? 4 : 0) + (per_token ? 8 : 0)) + 4.0 * R, RN);
+  set_rates(state, RN * (4 + 4 + 1 + (ppo ? 4 : 0) + (per_token ? 8 : 0)) + 4.0 * R + 4.0 * gcpo::loss_stat_count, RN);
 }
 BENCHMARK(BM_gcpo_loss_forward)
     ->Name("loss/gcpo_loss_forward/8x576")

@@ -12,6 +12,8 @@
 // Bytes counted: the [R, N] maps read and written (float32 4 B, masks 1 B per token).
 #include "bench_common.hpp"
 
+#include <unordered_set>
+
 namespace {
 
 using namespace gcpo_bench;
@@ -198,7 +200,9 @@ void BM_select_critical_tokens_from_tokens(benchmark::State& state) {
     benchmark::DoNotOptimize(crit.data());
     benchmark::ClobberMemory();
   }
-  set_rates(state, RN * (D * 2 + 8 + 4 + 1) + 4.0 * R, RN);
+  const double distinct = static_cast<double>(std::unordered_set<std::int64_t>(tokens.begin(), tokens.end()).size());
+  set_rates(state, distinct * D * 2 + RN * (4 + 8 + 1) + 4.0 * R, RN);
+  state.counters["distinct_tokens"] = distinct;
 }
 BENCHMARK(BM_select_critical_tokens_from_tokens)
     ->Name("selection/select_critical_tokens/from_tokens_bf16/8x576x2048")->Unit(benchmark::kMillisecond);
