@@ -193,11 +193,12 @@ GCPO_HOST_DEVICE inline void kl_term(float lp, float ref, float& kl, float& dkl)
 
 }  // namespace detail
 
-/// Workspace bytes the loss needs (CUDA: per-rollout partial sums; the host twin needs none).
+/// Workspace bytes the loss needs (CUDA: 8 double partial sums per rollout; the host twin
+/// needs none).
 inline std::size_t gcpo_loss_workspace_bytes(std::int64_t R, std::int64_t N) noexcept {
   (void)N;
   const std::size_t r = static_cast<std::size_t>(R < 0 ? 0 : R);
-  return detail::carved_bytes({r * 8 * sizeof(float)});
+  return detail::carved_bytes({r * 8 * sizeof(double)});
 }
 
 namespace host {

@@ -38,11 +38,13 @@ struct sampling_options {
 /// Lanes of the canonical (host = device) summation order of the top-p masses.
 constexpr int sampling_sum_lanes = 256;
 
-/// Workspace bytes `generation_step` needs for R rows of V logits (host and CUDA).
+/// Workspace bytes `generation_step` needs for R rows of V logits (host and CUDA): two float
+/// arrays of max(R, 1) * V (the host twin uses one row's worth, the CUDA twin keeps every row's
+/// guided logits and their exp in it when top-k / top-p filter).
 inline std::size_t generation_step_workspace_bytes(std::int64_t R, std::int64_t V) noexcept {
   const std::size_t v = static_cast<std::size_t>(V < 0 ? 0 : V);
-  (void)R;
-  return detail::carved_bytes({v * sizeof(float), v * sizeof(std::int32_t)});
+  const std::size_t rv = static_cast<std::size_t>(R < 1 ? 1 : R) * v;
+  return detail::carved_bytes({rv * sizeof(float), rv * sizeof(float)});
 }
 
 namespace detail {

@@ -1,0 +1,40 @@
+// kernels/loss.cu - gcpo::cuda::group_advantages, advantage_weight, gcpo_loss_forward and
+// gcpo_loss_backward.
+#include <gcpo/cuda.hpp>
+#include <gcpo/detail/cuda/advantages.cuh>
+#include <gcpo/detail/cuda/loss.cuh>
+#include <gcpo/detail/cuda/weight.cuh>
+
+namespace gcpo {
+namespace cuda {
+
+status group_advantages(const_tensor_view rewards, tensor_view advantages, const advantage_options& options,
+                        cudaStream_t stream) noexcept {
+  GCPO_TRY(detail::validate_group_advantages(rewards, advantages, options, memory_space::device));
+  return detail::cuda_impl::launch_group_advantages(rewards, advantages, options, stream);
+}
+
+status advantage_weight(const_tensor_view logp, const_tensor_view ref_logp, tensor_view weight,
+                        const weight_options& options, cudaStream_t stream) noexcept {
+  GCPO_TRY(detail::validate_advantage_weight(logp, ref_logp, weight, options, memory_space::device));
+  return detail::cuda_impl::launch_advantage_weight(logp, ref_logp, weight, options.clip, stream);
+}
+
+status gcpo_loss_forward(const loss_inputs& inputs, const loss_outputs& outputs, const loss_options& options,
+                         workspace ws, cudaStream_t stream) noexcept {
+  GCPO_TRY(detail::validate_loss_forward(inputs, outputs, options, memory_space::device));
+  GCPO_TRY(detail::check_workspace(ws, gcpo_loss_workspace_bytes(inputs.logp.shape[0], inputs.logp.shape[1]),
+                                   memory_space::device, "gcpo_loss_workspace_bytes(R, N)"));
+  return detail::cuda_impl::launch_loss_forward(inputs, outputs, options, ws, stream);
+}
+
+status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss, tensor_view grad_logp,
+                          const loss_options& options, workspace ws, cudaStream_t stream) noexcept {
+  GCPO_TRY(detail::validate_loss_backward(inputs, grad_loss, grad_logp, options, memory_space::device));
+  GCPO_TRY(detail::check_workspace(ws, gcpo_loss_workspace_bytes(inputs.logp.shape[0], inputs.logp.shape[1]),
+                                   memory_space::device, "gcpo_loss_workspace_bytes(R, N)"));
+  return detail::cuda_impl::launch_loss_backward(inputs, grad_loss, grad_logp, options, ws, stream);
+}
+
+}  // namespace cuda
+}  // namespace gcpo
