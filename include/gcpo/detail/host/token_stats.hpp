@@ -25,7 +25,8 @@ namespace host_impl {
 // The arithmetic is the same on every path, so results do not depend on the vector width: on
 // x86-64 with GCC or Clang, when the translation unit is not already compiled for AVX2, the same
 // loops are also compiled for AVX2 (function-level target attribute, no FMA contraction possible)
-// and chosen at run time when the CPU has AVX2; results are bitwise identical either way.
+// and chosen at run time when the CPU has AVX2; results are bitwise identical either way (up to
+// the sign of a NaN output with Clang, whose default -ffp-contract=on treats the two differently).
 // The code stays right under -ffast-math for finite inputs (no infinity sentinels in control
 // flow; exp_nonpos takes n from bits); NaN / inf handling then follows the user's promise.
 
