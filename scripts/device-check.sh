@@ -11,9 +11,10 @@
 #   5. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
 #      shape, dtype, time, GB/s, % of the copy bandwidth measured in the same run, floor, baseline,
 #      speed-up; the goals of issue 3 just above it.
-# Every stage has a time limit derived from one budget (GCPO_DEVICE_BUDGET_S, default 420 s), so
-# the whole run ends in about 7 minutes on an H100 whatever hangs; stages that run short of time
-# are cut and reported, never silently dropped.
+# Every stage has a time limit derived from one budget (GCPO_DEVICE_BUDGET_S, default 330 s), so
+# the whole run ends in about 5.5 minutes on an H100 whatever hangs (about 4.5 expected); stages
+# that run short of time are cut and reported, never silently dropped. The CPU tests run beside
+# the CUDA tests, and the sanitizer runs 8 at a time.
 #
 # How to run it on the GPU machine (the device tool), from the repository root:
 #   1. here, on the development machine, once per session:
@@ -21,10 +22,10 @@
 #      (copies Catch2, Google Benchmark, nlohmann-json and DLPack from the Debian packages into the
 #      git-ignored .device/; with GCPO_BENCHMARK_SOURCE=<google/benchmark git dir or v1.7.1 tree>
 #      it also carries Google Benchmark's source, built there only if the carried .so won't load)
-#   2. run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=450)
-#      A rerun on the still-warm machine reuses the build folder (incremental build); give it less
-#      time so both fit the 15 device minutes, e.g.
-#      run(command="GCPO_DEVICE_BUDGET_S=300 bash scripts/device-check.sh", carry=[".device"], timeout_s=330)
+#   2. run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=360)
+#      That leaves room in the 15 device minutes for a rerun, even on a fresh machine (about 2
+#      minutes to start each): run(command="GCPO_DEVICE_BUDGET_S=270 bash scripts/device-check.sh",
+#      carry=[".device"], timeout_s=300); on a still-warm machine the build folder is reused.
 #   What comes back from $OUT (6 files): device-check.log (everything printed), summary.txt (the
 #   full table, every shape), summary.json, bench_cuda.json (Google Benchmark JSON, merged),
 #   baseline.jsonl (one JSON line per baseline case), logs.tar.gz (build, ctest, sanitizer,
@@ -35,7 +36,7 @@
 # sanitizer run failed or could not finish; 3 no GPU (nothing failed). Benchmark goals that are
 # missed do not change the exit status (benchmarks are never tests).
 #
-# Environment: GCPO_DEVICE_BUDGET_S (420), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
+# Environment: GCPO_DEVICE_BUDGET_S (330), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
@@ -45,7 +46,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 T0=$SECONDS
-BUDGET=${GCPO_DEVICE_BUDGET_S:-420}
+BUDGET=${GCPO_DEVICE_BUDGET_S:-330}
 JOBS=${GCPO_JOBS:-$(nproc 2>/dev/null || echo 4)}
 ARCH=${GCPO_CUDA_ARCH:-90}
 BUILD=${GCPO_BUILD_DIR:-build-device}
@@ -204,7 +205,7 @@ main() {
   [[ -n $BENCH_DIR ]] && args+=(-Dbenchmark_DIR="$BENCH_DIR")
   echo "cmake ${args[*]}"
   local t0=$SECONDS rc
-  run_limited "$(limit 90 300)" "$LOGS/configure.log" cmake "${args[@]}"
+  run_limited "$(limit 90 150)" "$LOGS/configure.log" cmake "${args[@]}"
   rc=$?
   grep -E '^-- (gcpo|The CUDA|The CXX|Found)' "$LOGS/configure.log" | sed 's/^/  /'
   if ((rc != 0)); then
@@ -221,9 +222,10 @@ main() {
 
   section "build"
   t0=$SECONDS
-  # reserve: tests 40, sanitizers 70, benchmarks 50, baseline 45, summary 10
+  # reserve for the rest: tests 25, sanitizers 30, benchmarks 35, baseline 25, summary 5 (they
+  # shrink when the build takes long; the build is what everything needs)
   local t
-  t=$(limit 330 215)
+  t=$(limit 330 120)
   ((HAVE_GPU)) || t=$(limit 3000 10)
   run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
   rc=$?
@@ -248,7 +250,16 @@ main() {
   fi
   local cpu_sel=(-LE cuda)
   [[ ${sel[0]} == -R ]] && cpu_sel=(-E cuda)
-  echo "CUDA tests: ctest ${sel[*]} (${nsel:-0} tests); CPU tests: ctest ${cpu_sel[*]}"
+  echo "CUDA tests: ctest ${sel[*]} (${nsel:-0} tests); CPU tests: ctest ${cpu_sel[*]} (at the same time: they use no GPU)"
+  t0=$SECONDS
+  local cpu_pid=""
+  if ! skipped tests; then
+    t=$(limit 60 90)
+    ((HAVE_GPU)) || t=$(limit 600 5)
+    run_limited "$t" "$LOGS/ctest-cpu.log" ctest --test-dir "$BUILD" "${cpu_sel[@]}" --output-on-failure \
+      -j $(((JOBS + 1) / 2)) --timeout 120 &
+    cpu_pid=$!
+  fi
   if skipped tests; then
     record cuda-tests SKIP 0 "GCPO_SKIP"
   elif ((!HAVE_GPU)); then
@@ -256,9 +267,8 @@ main() {
   elif [[ ${nsel:-0} == 0 ]]; then
     record cuda-tests FAIL 0 "no CUDA test registered (ctest -L cuda / -R cuda found none)"
   else
-    t0=$SECONDS
-    run_limited "$(limit 90 165)" "$LOGS/ctest-cuda.log" ctest --test-dir "$BUILD" "${sel[@]}" --output-on-failure \
-      -j 6 --timeout 120
+    run_limited "$(limit 60 90)" "$LOGS/ctest-cuda.log" ctest --test-dir "$BUILD" "${sel[@]}" --output-on-failure \
+      -j 8 --timeout 120
     rc=$?
     local summary
     summary=$(grep -E 'tests passed|tests failed' "$LOGS/ctest-cuda.log" | tail -n 1)
@@ -269,13 +279,8 @@ main() {
       sed -n '/The following tests FAILED/,$p' "$LOGS/ctest-cuda.log" | head -n 30
     fi
   fi
-  if skipped tests; then
-    record cpu-tests SKIP 0 "GCPO_SKIP"
-  else
-    t0=$SECONDS
-    t=$(limit 60 150)
-    ((HAVE_GPU)) || t=$(limit 600 5)
-    run_limited "$t" "$LOGS/ctest-cpu.log" ctest --test-dir "$BUILD" "${cpu_sel[@]}" --output-on-failure -j "$JOBS" --timeout 120
+  if [[ -n $cpu_pid ]]; then
+    wait "$cpu_pid"
     rc=$?
     local summary
     summary=$(grep -E 'tests passed|tests failed|No tests were found' "$LOGS/ctest-cpu.log" | tail -n 1)
@@ -285,9 +290,11 @@ main() {
       record cpu-tests "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "${summary:-exit $rc}"
       sed -n '/The following tests FAILED/,$p' "$LOGS/ctest-cpu.log" | head -n 30
     fi
+  else
+    record cpu-tests SKIP 0 "GCPO_SKIP"
   fi
 
-  # ---- sanitizers --------------------------------------------------------------------------------
+  # ---- sanitizers: every (tool, CUDA test binary) pair, 8 at a time ---------------------------------
   section "compute-sanitizer"
   local bins=()
   if ((HAVE_GPU)) && [[ ${nsel:-0} != 0 ]]; then
@@ -301,58 +308,67 @@ for t in json.load(sys.stdin).get("tests", []):
 print("\n".join(seen))')
   fi
   echo "CUDA test binaries: ${bins[*]:-none}; Catch2 filter: '${SAN_FILTER}'"
-  local tool
-  for tool in memcheck racecheck; do
-    if skipped sanitizers; then
-      record "$tool" SKIP 0 "GCPO_SKIP"
-      continue
-    elif ((!HAVE_GPU)); then
-      record "$tool" SKIP 0 "no GPU"
-      continue
-    elif [[ -z $SAN ]]; then
-      record "$tool" FAIL 0 "compute-sanitizer not found"
-      continue
-    elif ((${#bins[@]} == 0)); then
-      record "$tool" FAIL 0 "no CUDA test binary found"
-      continue
-    fi
+  local why=""
+  if skipped sanitizers; then
+    why="GCPO_SKIP"
+  elif ((!HAVE_GPU)); then
+    why="no GPU"
+  elif [[ -z $SAN ]]; then
+    why="compute-sanitizer not found"
+  elif ((${#bins[@]} == 0)); then
+    why="no CUDA test binary found"
+  fi
+  if [[ -n $why ]]; then
+    local st=SKIP
+    [[ $why == "compute-sanitizer not found" || $why == "no CUDA test binary found" ]] && st=FAIL
+    record memcheck "$st" 0 "$why"
+    record racecheck "$st" 0 "$why"
+  else
     t0=$SECONDS
-    local stage_t n=${#bins[@]} i=0 bad=0 notes="" b
-    if [[ $tool == memcheck ]]; then stage_t=$(limit 80 130); else stage_t=$(limit 60 95); fi
-    for b in "${bins[@]}"; do
-      local left=$((stage_t - (SECONDS - t0))) per
-      per=$((left / (n - i)))
-      i=$((i + 1))
-      local name
-      name=$(basename "$b")
-      if ((per < 5)); then
-        notes+="$name: no time; "
-        bad=1
-        continue
-      fi
-      local targs=()
-      [[ -n $SAN_FILTER ]] && targs+=("$SAN_FILTER")
-      run_limited "$per" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$b" "${targs[@]}"
-      rc=$?
-      local errs
-      errs=$(grep -E '========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$LOGS/$tool-$name.log" | tail -n 1 | sed 's/========= //')
-      if ((rc == 0)); then
-        notes+="$name ok (${errs:-no summary}); "
-      else
-        bad=1
-        if ((rc == 124 || rc == 137)); then
-          notes+="$name DID NOT FINISH in ${per}s; "
-        elif ((rc == 99)); then
-          notes+="$name: ${errs:-sanitizer errors}; "
-          grep -E '^========= ' "$LOGS/$tool-$name.log" | head -n 15
-        else
-          notes+="$name: tests failed under the sanitizer (exit $rc); "
-          show_tail "$LOGS/$tool-$name.log" 15
-        fi
-      fi
+    local stage_end=$((SECONDS + $(limit 90 60))) tool b name left running=0
+    local targs=()
+    [[ -n $SAN_FILTER ]] && targs+=("$SAN_FILTER")
+    for tool in memcheck racecheck; do
+      for b in "${bins[@]}"; do
+        name=$(basename "$b")
+        while ((running >= 8)); do
+          wait -n
+          running=$((running - 1))
+        done
+        left=$((stage_end - SECONDS))
+        (
+          run_limited "$left" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$b" "${targs[@]}"
+          echo $? >"$LOGS/$tool-$name.rc"
+        ) &
+        running=$((running + 1))
+      done
     done
-    record "$tool" "$( ((bad)) && echo FAIL || echo PASS)" $((SECONDS - t0)) "$notes"
-  done
+    wait
+    for tool in memcheck racecheck; do
+      local bad=0 notes="" errs
+      for b in "${bins[@]}"; do
+        name=$(basename "$b")
+        rc=$(cat "$LOGS/$tool-$name.rc" 2>/dev/null || echo 1)
+        errs=$(grep -E '========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$LOGS/$tool-$name.log" 2>/dev/null | tail -n 1 | sed 's/========= //')
+        if ((rc == 0)); then
+          notes+="$name ok; "
+        else
+          bad=1
+          if ((rc == 124 || rc == 137)); then
+            notes+="$name DID NOT FINISH; "
+          elif ((rc == 99)); then
+            notes+="$name: ${errs:-sanitizer errors}; "
+            echo "--- $tool $name:"
+            grep -E '^========= ' "$LOGS/$tool-$name.log" | head -n 15
+          else
+            notes+="$name: tests failed under the sanitizer (exit $rc); "
+            show_tail "$LOGS/$tool-$name.log" 15
+          fi
+        fi
+      done
+      record "$tool" "$( ((bad)) && echo FAIL || echo PASS)" $((SECONDS - t0)) "$notes"
+    done
+  fi
 
   # ---- 4. benchmarks + baseline -------------------------------------------------------------------
   section "CUDA benchmarks"
@@ -364,9 +380,9 @@ print("\n".join(seen))')
     record benchmarks SKIP 0 "gcpo_bench_cuda not built ${BENCH_NOTE}"
   else
     t0=$SECONDS
-    t=$(limit 100 55)
+    t=$(limit 90 30)
     local reps=$REPS
-    ((t < 60 && reps > 3)) && reps=3
+    ((t < 50 && reps > 3)) && reps=3
     python3 "$ROOT/scripts/run-cuda-bench.py" "$BUILD/bench/cuda/gcpo_bench_cuda" --out "$OUTDIR/bench_cuda.json" \
       --log "$LOGS/bench-cuda.log" --workdir "$LOGS/bench-json" --budget-s "$t" --reps "$reps" \
       ${GCPO_BENCH_FILTER:+--filter "$GCPO_BENCH_FILTER"}
@@ -383,13 +399,13 @@ print("\n".join(seen))')
     record baseline SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable" || echo "no GPU")"
   else
     t0=$SECONDS
-    run_limited "$(limit 40 45)" "$LOGS/baseline-conformance.log" python3 "$ROOT/bench/baseline/torch_baseline.py" \
+    run_limited "$(limit 30 30)" "$LOGS/baseline-conformance.log" python3 "$ROOT/bench/baseline/torch_baseline.py" \
       --check-conformance "$ROOT/tests/data/conformance"
     local conf=$?
-    t=$(limit 90 12)
+    t=$(limit 80 5)
     : >"$OUTDIR/baseline.jsonl"
-    timeout --kill-after=10 "$t" python3 "$ROOT/bench/baseline/torch_baseline.py" --budget-s $((t > 25 ? t - 15 : 10)) \
-      --out "$OUTDIR/baseline.jsonl" >/dev/null 2>"$LOGS/baseline.log"
+    timeout --kill-after=5 "$t" python3 "$ROOT/bench/baseline/torch_baseline.py" --budget-s $((t > 20 ? t - 12 : 8)) \
+      --max-seconds-per-case 1 --out "$OUTDIR/baseline.jsonl" >/dev/null 2>"$LOGS/baseline.log"
     rc=$?
     local n
     n=$(grep -c median_us "$OUTDIR/baseline.jsonl")
