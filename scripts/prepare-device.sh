@@ -37,7 +37,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-rm -rf "${dest:?}/usr" "${dest:?}/benchmark-src" "${dest:?}/MANIFEST.txt"
+rm -rf "${dest:?}/usr" "${dest:?}/MANIFEST.txt"
+[[ -n "${GCPO_BENCHMARK_SOURCE:-}" ]] && rm -rf "${dest:?}/benchmark-src"
 mkdir -p "$dest/usr"
 count=0
 for p in "${pkgs[@]}"; do
@@ -57,6 +58,7 @@ done
 
 # Optional: Google Benchmark's source, for the static fallback.
 src_note="absent (GCPO_BENCHMARK_SOURCE not given)"
+[[ -d "$dest/benchmark-src/src" ]] && src_note="kept from an earlier run of this script"
 if [[ -n "${GCPO_BENCHMARK_SOURCE:-}" ]]; then
   mkdir -p "$dest/benchmark-src"
   if [[ -f "$GCPO_BENCHMARK_SOURCE/HEAD" && -d "$GCPO_BENCHMARK_SOURCE/objects" ]]; then
