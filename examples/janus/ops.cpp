@@ -242,8 +242,8 @@ gcpo::loss_inputs loss_inputs_of(const torch::Tensor& logp, const torch::Tensor&
 }
 
 struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
-  // Inputs: logits [R, N, V] (differentiable), tokens, ref_logp, advantages, mask (may be
-  // undefined), options. Outputs: loss (0-d), logprob [R, N], stats [loss_stat_count].
+  // Inputs: logits [R, N, V] (differentiable), tokens, ref_logp, advantages, mask (uint8
+  // [R, N], or empty for "every token": autograd functions take no undefined tensors), options. Outputs: loss (0-d), logprob [R, N], stats [loss_stat_count].
   static variable_list forward(AutogradContext* ctx, torch::Tensor logits, torch::Tensor tokens, torch::Tensor ref_logp,
                                torch::Tensor advantages, torch::Tensor mask, gcpo::loss_options options) {
     const float temperature = 1.0f;
@@ -252,7 +252,7 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
                                        torch::TensorOptions().dtype(torch::kFloat).device(logits.device()));
     gcpo::loss_outputs lo;
     lo.stats = out(stats);
-    const gcpo::loss_inputs li = loss_inputs_of(ts.logprob, ref_logp, advantages, mask);
+    const gcpo::loss_inputs li = loss_inputs_of(ts.logprob, ref_logp, advantages, mask.numel() ? mask : torch::Tensor());
     if (on_cuda(logits)) {
 #if defined(JANUS_WITH_GCPO_CUDA)
       Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logits.size(0), logits.size(1)), logits.device());
@@ -262,9 +262,7 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
       check(gcpo::host::gcpo_loss_forward(li, lo, options), "host::gcpo_loss_forward");
     }
     save_options(ctx, options, temperature);
-    ctx->saved_data["has_mask"] = mask.defined();
-    ctx->save_for_backward({logits, tokens, ref_logp, advantages, mask.defined() ? mask : torch::zeros({0}),
-                            ts.lse, ts.logprob});
+    ctx->save_for_backward({logits, tokens, ref_logp, advantages, mask, ts.lse, ts.logprob});
     torch::Tensor loss = stats.select(0, gcpo::loss_stat_loss).clone();
     ctx->mark_non_differentiable({ts.logprob, stats});
     return {loss, ts.logprob, stats};
@@ -276,7 +274,7 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
     const torch::Tensor& tokens = saved[1];
     const torch::Tensor& ref_logp = saved[2];
     const torch::Tensor& advantages = saved[3];
-    const torch::Tensor mask = ctx->saved_data["has_mask"].toBool() ? saved[4] : torch::Tensor();
+    const torch::Tensor mask = saved[4].numel() ? saved[4] : torch::Tensor();
     const torch::Tensor& lse = saved[5];
     const torch::Tensor& logp = saved[6];
     float temperature = 1.0f;
@@ -316,7 +314,9 @@ LossResult policy_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
   const torch::Tensor lg = logits.stride(2) == 1 ? logits : logits.contiguous();
   variable_list outs = GcpoLossFunction::apply(lg, tokens.contiguous(), ref_logprob.to(torch::kFloat).contiguous(),
                                                advantages.to(torch::kFloat).contiguous(),
-                                               mask.defined() ? mask.to(torch::kByte).contiguous() : torch::Tensor(), opt);
+                                               mask.defined() ? mask.to(torch::kByte).contiguous()
+                                                              : torch::empty({0}, tokens.options().dtype(torch::kByte)),
+                                               opt);
   return LossResult{outs[0], outs[1], outs[2]};
 }
 

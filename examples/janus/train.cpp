@@ -124,7 +124,7 @@ class Progress {
 // TrainConfig
 
 #define JANUS_CONFIG_FIELDS(X)                                                                                     \
-  X(mode) X(grid_height) X(grid_width) X(heldout_fraction) X(split_seed) X(reward) X(chat_template) X(hidden)   \
+  X(mode) X(grid_height) X(grid_width) X(tags) X(heldout_fraction) X(split_seed) X(reward) X(chat_template) X(hidden)   \
   X(layers) X(heads) X(intermediate) X(init) X(seed) X(steps) X(out) X(device) X(save_every) X(image_every)     \
   X(eval_every) X(eval_samples) X(eval_batch) X(lr) X(schedule) X(warmup) X(min_lr_ratio) X(weight_decay) X(beta1) \
   X(beta2) X(adam_eps) X(max_grad_norm) X(batch) X(uncond_prob) X(train_gen) X(algo) X(prompts) X(group)        \
@@ -181,6 +181,23 @@ Task::Task(const TrainConfig& c) : chat_template(c.chat_template) {
   so.heldout_fraction = c.heldout_fraction;
   so.seed = c.split_seed;
   check_status(shapes::split_prompts(config, so, split), "task split");
+  if (!c.tags.empty()) {
+    std::array<bool, shapes::kNumTags> keep{};
+    std::stringstream ss(c.tags);
+    std::string t;
+    while (std::getline(ss, t, ',')) {
+      const auto tag = shapes::tag_from_name(t);
+      if (!tag) throw std::invalid_argument("--tags: unknown tag '" + t + "'");
+      keep[static_cast<int>(*tag)] = true;
+    }
+    auto filter = [&](std::vector<shapes::Metadata>& v) {
+      v.erase(std::remove_if(v.begin(), v.end(), [&](const shapes::Metadata& m) { return !keep[static_cast<int>(m.tag)]; }),
+              v.end());
+    };
+    filter(split.train);
+    filter(split.heldout);
+  }
+  if (split.train.empty()) throw std::invalid_argument("no training prompt at this grid size and --tags");
   score.mode = score_mode(c.reward);
 }
 

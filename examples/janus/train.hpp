@@ -36,6 +36,7 @@ struct TrainConfig {
   std::uint64_t split_seed = 0;
   std::string reward = "binary";  ///< binary | strict | partial (GenEval rules)
   bool chat_template = true;      ///< "User: <p>\n\nAssistant:" frame (official training form)
+  std::string tags;               ///< comma-separated tags to train and evaluate on ("": all six)
 
   // model (used when not starting from `init`)
   std::int64_t hidden = 128;

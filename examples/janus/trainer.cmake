@@ -28,19 +28,24 @@ if(GCPO_BUILD_TRAINER)
     PRIVATE gcpo_project_flags)
   # libtorch's headers trip -Wpedantic/-Wextra; they are third-party, so include them as system headers.
   target_include_directories(janus_trainer_lib SYSTEM PUBLIC ${TORCH_INCLUDE_DIRS})
+  # One precompiled <torch/torch.h> for every trainer translation unit (parsing it is most of
+  # each one's compile time).
+  target_precompile_headers(janus_trainer_lib PRIVATE <torch/torch.h>)
   if(TARGET gcpo::cuda)
     # --device cuda runs gcpo's CUDA twins (precompiled kernels, no nvcc needed here).
     target_link_libraries(janus_trainer_lib PUBLIC gcpo::cuda)
-    target_compile_definitions(janus_trainer_lib PRIVATE JANUS_WITH_GCPO_CUDA=1)
+    set_source_files_properties(ops.cpp PROPERTIES COMPILE_DEFINITIONS JANUS_WITH_GCPO_CUDA=1)
   endif()
 
   add_executable(janus_trainer trainer.cpp)
   target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags)
+  target_precompile_headers(janus_trainer REUSE_FROM janus_trainer_lib)
 
   if(GCPO_BUILD_TESTS AND TARGET gcpo_catch_main)
     include(Catch)
     add_executable(test_janus_trainer tests/test_trainer.cpp)
     target_link_libraries(test_janus_trainer PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    target_precompile_headers(test_janus_trainer REUSE_FROM janus_trainer_lib)
     # Listing the cases runs the binary right after the build: it must start without a GPU.
     catch_discover_tests(test_janus_trainer TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 600)
   endif()
