@@ -225,8 +225,8 @@ main() {
   # reserve for the rest: tests 25, sanitizers 30, benchmarks 35, baseline 25, summary 5 (they
   # shrink when the build takes long; the build is what everything needs)
   local t
-  t=$(limit 330 120)
-  ((HAVE_GPU)) || t=$(limit 3000 10)
+  t=$(limit "$BUDGET" 120)
+  ((HAVE_GPU)) || t=$(limit "$BUDGET" 10)
   run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
   rc=$?
   local warnings
@@ -299,13 +299,13 @@ main() {
   local bins=()
   if ((HAVE_GPU)) && [[ ${nsel:-0} != 0 ]]; then
     mapfile -t bins < <(ctest --test-dir "$BUILD" "${sel[@]}" --show-only=json-v1 2>/dev/null | python3 -c '
-import json, sys
+import json, os, sys
 seen = []
 for t in json.load(sys.stdin).get("tests", []):
     cmd = t.get("command") or []
-    if cmd and cmd[0] not in seen:
+    if cmd and cmd[0] not in seen and os.access(cmd[0], os.X_OK):
         seen.append(cmd[0])
-print("\n".join(seen))')
+print("\n".join(seen))' | grep .)
   fi
   echo "CUDA test binaries: ${bins[*]:-none}; Catch2 filter: '${SAN_FILTER}'"
   local why=""
