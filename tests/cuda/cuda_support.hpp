@@ -132,10 +132,12 @@ inline device_buffer<unsigned char> device_workspace(std::size_t bytes) {
   return device_buffer<unsigned char>(bytes ? bytes : 1);
 }
 
-/// A non-blocking stream, destroyed at scope exit.
+/// A (blocking) stream, destroyed at scope exit. Blocking on purpose: the uploads and poisoning
+/// (cudaMemcpy / cudaMemset on the legacy stream, which may return before their DMA is done) are
+/// then ordered before the operators enqueued on it.
 class stream {
  public:
-  stream() { GCPO_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  stream() { GCPO_CUDA_CHECK(cudaStreamCreate(&s_)); }
   stream(const stream&) = delete;
   stream& operator=(const stream&) = delete;
   ~stream() { (void)cudaStreamDestroy(s_); }

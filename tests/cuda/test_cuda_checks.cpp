@@ -47,7 +47,13 @@ void check_count(const std::vector<std::int64_t>& shape, bool padded, std::size_
 
 }  // namespace
 
-TEST_CASE("cuda count_nonfinite: ranks, strides, dtypes", "[cuda][checks]") {
+TEST_CASE("cuda count_nonfinite: smoke (contiguous and strided)", "[cuda][checks]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  check_count<float>({1000}, false, 0, 0.01, 61);
+  check_count<gcpo::bfloat16>({3, 2, 1, 37}, true, 1, 0.1, 62);
+}
+
+TEST_CASE("cuda count_nonfinite: ranks, strides, dtypes", "[cuda][checks][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 1;
   const std::vector<std::vector<std::int64_t>> shapes{{1},       {7},         {1000},      {3, 5},        {17, 33},

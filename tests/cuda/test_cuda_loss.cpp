@@ -121,7 +121,19 @@ void check_loss(const loss_data& d, const gcpo::loss_options& opt, bool with_gra
 
 }  // namespace
 
-TEST_CASE("cuda gcpo_loss_forward / backward: every option, lengths either side of a tile", "[cuda][loss]") {
+TEST_CASE("cuda gcpo_loss: smoke (official Janus and LlamaGen settings, two tiles)", "[cuda][loss]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  rng g(31);
+  gcpo::loss_options janus;
+  janus.beta = 0.04f;
+  check_loss(make_data(g, 4, 1030, false, 0.3), janus, false);
+  gcpo::loss_options llamagen = janus;
+  llamagen.clipping = gcpo::ratio_clipping::ppo;
+  llamagen.aggregation = gcpo::loss_aggregation::sequence_mean;
+  check_loss(make_data(g, 3, 57, true, 0.5), llamagen, true);
+}
+
+TEST_CASE("cuda gcpo_loss_forward / backward: every option, lengths either side of a tile", "[cuda][loss][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 77;
   const std::vector<std::pair<std::int64_t, std::int64_t>> shapes{{1, 1}, {2, 7}, {3, 31}, {4, 33}, {2, 255},
@@ -137,7 +149,7 @@ TEST_CASE("cuda gcpo_loss_forward / backward: every option, lengths either side 
     }
 }
 
-TEST_CASE("cuda gcpo_loss: empty mask, all-masked rows, NaN", "[cuda][loss]") {
+TEST_CASE("cuda gcpo_loss: empty mask, all-masked rows, NaN", "[cuda][loss][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   rng g(5);
   loss_data d = make_data(g, 4, 37, false, 0.5);
@@ -151,7 +163,7 @@ TEST_CASE("cuda gcpo_loss: empty mask, all-masked rows, NaN", "[cuda][loss]") {
   check_loss(n, opt, false);
 }
 
-TEST_CASE("cuda group_advantages: bitwise the host's", "[cuda][loss]") {
+TEST_CASE("cuda group_advantages: bitwise the host's", "[cuda][loss][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 11;
   for (const std::int64_t G : {1, 2, 3, 4, 16})
@@ -190,7 +202,7 @@ TEST_CASE("cuda group_advantages: bitwise the host's", "[cuda][loss]") {
         }
 }
 
-TEST_CASE("cuda advantage_weight: lengths either side of a tile, clips, NaN", "[cuda][loss]") {
+TEST_CASE("cuda advantage_weight: lengths either side of a tile, clips, NaN", "[cuda][loss][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 500;
   for (const std::int64_t N : {1, 2, 31, 32, 33, 255, 576, 1023, 1024, 1025, 3000})

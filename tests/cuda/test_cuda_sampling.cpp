@@ -80,7 +80,24 @@ void check_step(std::int64_t R, std::int64_t V, bool cfg, const gcpo::sampling_o
 
 }  // namespace
 
-TEST_CASE("cuda generation_step: tokens bitwise the host's", "[cuda][sampling]") {
+TEST_CASE("cuda generation_step: smoke (no filter, top-k, top-p, both)", "[cuda][sampling]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  gcpo::sampling_options opt;
+  opt.cfg_scale = 5.0f;
+  opt.seed = 42;
+  opt.step = 7;
+  check_step<gcpo::bfloat16, std::int64_t>(3, 1000, true, opt, logits_kind::normal, 0, 0, 51);
+  opt.top_k = 50;
+  check_step<float, std::int32_t>(2, 257, true, opt, logits_kind::ties, 3, 1, 52);
+  opt.top_k = 0;
+  opt.top_p = 0.9f;
+  check_step<gcpo::float16, std::int32_t>(2, 300, false, opt, logits_kind::special, 0, 0, 53);
+  opt.top_k = 100;
+  opt.top_p = 0.5f;
+  check_step<float, std::int64_t>(2, 1031, true, opt, logits_kind::peaked, 8, 0, 54);
+}
+
+TEST_CASE("cuda generation_step: tokens bitwise the host's", "[cuda][sampling][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 3;
   const std::vector<std::int64_t> vocabs{1, 2, 3, 4, 5, 7, 255, 256, 257, 1000, 1031, 16384};
@@ -111,7 +128,7 @@ TEST_CASE("cuda generation_step: tokens bitwise the host's", "[cuda][sampling]")
   }
 }
 
-TEST_CASE("cuda generation_step: the real shape (16 rows, V = 16384, CFG), many steps", "[cuda][sampling]") {
+TEST_CASE("cuda generation_step: the real shape (16 rows, V = 16384, CFG), many steps", "[cuda][sampling][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   for (std::uint64_t step = 0; step < 24; ++step) {
     gcpo::sampling_options opt;

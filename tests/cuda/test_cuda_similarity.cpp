@@ -95,7 +95,14 @@ void check_tokens(const case_t& c, std::int64_t V, std::int64_t pad_d, std::size
 
 }  // namespace
 
-TEST_CASE("cuda group_similarity: random groups, dtypes, strides, offsets", "[cuda][similarity]") {
+TEST_CASE("cuda group_similarity: smoke (vector and scalar rows, the pairwise fallback)", "[cuda][similarity]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  check_embeddings<float>({2, 4, 5, 64}, 0, 0, 0, true, 21);
+  check_embeddings<gcpo::bfloat16>({1, 3, 4, 31}, 1, 0, 1, false, 22);
+  check_tokens<gcpo::float16, std::int64_t>({2, 2, 3, 40}, 17, 0, 0, 23);
+}
+
+TEST_CASE("cuda group_similarity: random groups, dtypes, strides, offsets", "[cuda][similarity][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 300;
   for (const case_t& c : cases()) {
@@ -108,7 +115,7 @@ TEST_CASE("cuda group_similarity: random groups, dtypes, strides, offsets", "[cu
   }
 }
 
-TEST_CASE("cuda group_similarity_from_tokens: random groups, dtypes, index types", "[cuda][similarity]") {
+TEST_CASE("cuda group_similarity_from_tokens: random groups, dtypes, index types", "[cuda][similarity][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 900;
   for (const case_t& c : cases()) {

@@ -228,6 +228,71 @@ __device__ __forceinline__ std::uint64_t block_search_smallest(std::uint64_t lo,
   return lo;
 }
 
+/// Shared memory of block_select_kth.
+struct select_scratch {
+  unsigned hist[256];
+  unsigned digit;
+  unsigned before;
+};
+
+/// The key of rank k (1-based) among the keys key(t) of the positions t in [lo, lo + n) with
+/// eligible(t), all distinct, mn and mx their minimum and maximum, 1 <= k <= their count: a
+/// most-significant-digit radix select, 8 bits per pass from the highest bit where mn and mx
+/// differ (about 5 passes for 40-bit keys), each a shared-memory histogram (integer counts:
+/// deterministic) and a scan of its 256 bins by one warp. Collective: every thread calls it with
+/// the same arguments and gets the same key.
+template <int BLOCK, class Key, class Eligible>
+__device__ std::uint64_t block_select_kth(std::int64_t lo, std::int64_t n, long long k, std::uint64_t mn,
+                                          std::uint64_t mx, Key key, Eligible eligible, select_scratch& sh) {
+  if (mn == mx) return mn;
+  const int top = 63 - __clzll(static_cast<long long>(mn ^ mx));
+  int shift = (top / 8) * 8;
+  std::uint64_t prefix = shift + 8 >= 64 ? 0 : (mn >> (shift + 8)) << (shift + 8);
+  unsigned rank = static_cast<unsigned>(k);  // rank among the keys that share the fixed high digits
+  for (; shift >= 0; shift -= 8) {
+    for (int b = static_cast<int>(threadIdx.x); b < 256; b += BLOCK) sh.hist[b] = 0;
+    __syncthreads();
+    const int hs = shift + 8;
+    for (std::int64_t t = lo + threadIdx.x; t < lo + n; t += BLOCK)
+      if (eligible(t)) {
+        const std::uint64_t K = key(t);
+        if (hs >= 64 || (K >> hs) == (prefix >> hs)) atomicAdd(&sh.hist[(K >> shift) & 255u], 1u);
+      }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      const unsigned lane = threadIdx.x;
+      unsigned c[8], sum = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        c[j] = sh.hist[lane * 8 + j];
+        sum += c[j];
+      }
+      unsigned incl = sum;
+#pragma unroll
+      for (int o = 1; o < 32; o *= 2) {
+        const unsigned v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= static_cast<unsigned>(o)) incl += v;
+      }
+      unsigned cum = incl - sum;
+      if (cum < rank && rank <= incl) {  // exactly one lane holds the bin of rank `rank`
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (cum + c[j] >= rank) {
+            sh.digit = lane * 8 + static_cast<unsigned>(j);
+            sh.before = cum;
+            break;
+          }
+          cum += c[j];
+        }
+      }
+    }
+    __syncthreads();
+    prefix |= static_cast<std::uint64_t>(sh.digit) << shift;
+    rank -= sh.before;
+  }
+  return prefix;
+}
+
 }  // namespace cuda_impl
 }  // namespace detail
 }  // namespace gcpo

@@ -1,9 +1,9 @@
 // gcpo/detail/cuda/sampling.cuh - CUDA twin of generation_step (one kernel per step).
 //
-// One block of 256 threads (= sampling_sum_lanes) per row. Every quantity that decides the
-// token is computed with the host twin's operations: guided_logit, gumbel_noise, repro_exp,
-// explicitly rounded adds, and the canonical 256-lane + binary-tree mass sums (thread j is
-// lane j: it adds the v = j (mod 256) in increasing v). So the drawn token is bitwise the host's.
+// One block of 1024 threads per row. Every quantity that decides the token is computed with the
+// host twin's operations: guided_logit, gumbel_noise, repro_exp, explicitly rounded adds, and the
+// canonical 256-lane + binary-tree mass sums (thread j < 256 is lane j: it adds the v = j
+// (mod 256) in increasing v). So the drawn token is bitwise the host's.
 //
 // Without top-k / top-p (one pass): x_v, the Gumbel key x_v + g_v (one Philox call per four
 // entries) and its argmax (ties to the lower index), and the online max / sum of the row for
@@ -11,8 +11,8 @@
 //
 // With top-k / top-p: the candidates' order (x descending, index ascending, NaN last) is the
 // unsigned order of the 64-bit key (descending_key(x) << index bits | v). x goes to the
-// workspace; the block bisects the key range for the key of rank k - 1 (top-k: count of keys
-// at or below the probe >= k), then, for top-p, for the smallest prefix whose canonical mass
+// workspace; a block-wide radix select finds the key of rank k - 1 (top-k), then, for top-p,
+// the block bisects the key range for the smallest prefix whose canonical mass
 // reaches top_p * total (the mass of a prefix is monotone in its length, so bisection finds the
 // host's binary-search answer; a prefix ending in a NaN has mass 0, as on the host). The kept
 // set is the keys at or below the last kept key; the draw and the statistics run over it.
@@ -25,8 +25,9 @@ namespace gcpo {
 namespace detail {
 namespace cuda_impl {
 
-constexpr int samp_block = sampling_sum_lanes;
-static_assert(samp_block == 256, "the canonical mass order has 256 lanes");
+constexpr int samp_block = 1024;
+constexpr int samp_lanes = sampling_sum_lanes;
+static_assert(samp_lanes == 256 && samp_block % samp_lanes == 0, "the canonical mass order has 256 lanes");
 
 struct sampling_args {
   const void* cond;
@@ -102,7 +103,8 @@ __device__ __forceinline__ std::uint64_t order_key(float x, std::int64_t v, int 
 template <class T>
 __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_args a) {
   __shared__ reduce_scratch<samp_block> sc;
-  __shared__ float lanes[samp_block];
+  __shared__ float lanes[samp_lanes];
+  __shared__ select_scratch ssel;
   __shared__ draw_state dsh[samp_block / 32];
   __shared__ online_state osh[samp_block / 32];
   const int tid = static_cast<int>(threadIdx.x);
@@ -149,35 +151,35 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
       // (the reductions' barriers also publish xr to the block)
       kmin = block_allreduce<samp_block>(kmin, min_op{}, sc.u);
       kmax = block_allreduce<samp_block>(kmax, max_op{}, sc.u);
-      // Top-k: the key of rank k - 1.
+      // Top-k: the key of rank k - 1 (0-based), by radix select.
       std::uint64_t last = kmax;
       if (a.k < V)
-        last = block_search_smallest(kmin, kmax, [&](std::uint64_t probe) {
-          long long n = 0;
-          for (std::int64_t v = tid; v < V; v += samp_block) n += order_key(xr[v], v, ib) <= probe ? 1 : 0;
-          return block_allreduce<samp_block>(n, sum_op{}, sc.i) >= a.k;
-        });
+        last = block_select_kth<samp_block>(
+            0, V, a.k, kmin, kmax, [xr, ib](std::int64_t v) { return order_key(xr[v], v, ib); },
+            [](std::int64_t) { return true; }, ssel);
       if (a.top_p < 1.0f) {
         float* er = a.ebuf + r * V;
         const float mx = xr[kmin & ((std::uint64_t{1} << ib) - 1)];  // x of the first in order
         for (std::int64_t v = tid; v < V; v += samp_block) er[v] = repro_exp(__fsub_rn(xr[v], mx));
+        __syncthreads();  // the lanes below read entries other threads wrote
         // Canonical mass of the keys <= probe; 0 when the prefix reaches a NaN (host: its
-        // threshold is NaN and nothing passes its test).
+        // threshold is NaN and nothing passes its test). Threads 0..255 are the lanes.
         auto mass = [&](std::uint64_t probe) {
           float s = 0.0f;
           int nan = 0;
-          for (std::int64_t v = tid; v < V; v += samp_block) {
-            const float x = xr[v];
-            if (order_key(x, v, ib) <= probe) {
-              if (x != x) nan = 1;
-              else s = __fadd_rn(s, er[v]);
+          if (tid < samp_lanes)
+            for (std::int64_t v = tid; v < V; v += samp_lanes) {
+              const float x = xr[v];
+              if (order_key(x, v, ib) <= probe) {
+                if (x != x) nan = 1;
+                else s = __fadd_rn(s, er[v]);
+              }
             }
-          }
           __syncthreads();  // lanes[0] of the previous call has been read
-          lanes[tid] = s;
+          if (tid < samp_lanes) lanes[tid] = s;
           nan = __syncthreads_or(nan);
 #pragma unroll
-          for (int h = samp_block / 2; h >= 1; h /= 2) {
+          for (int h = samp_lanes / 2; h >= 1; h /= 2) {
             if (tid < h) lanes[tid] = __fadd_rn(lanes[tid], lanes[tid + h]);
             __syncthreads();
           }

@@ -6,10 +6,9 @@
 // divisions and square roots, so no contraction changes a bit) into shared memory (global
 // scratch when N > select_smem_tokens). Each top-k is a threshold search on a 64-bit key
 // (order key of the value << index bits | index) whose unsigned order is exactly the host's
-// topk_order (better value first, ties to the lower index, NaN last, -0 == +0): the block
-// bisects the key range, counting the eligible keys at or below the probe in a fixed-order
-// reduction, until it finds the key of rank k; the selected positions are the eligible ones
-// whose key is at or below it. So masks are bitwise identical to the host's for identical maps.
+// topk_order (better value first, ties to the lower index, NaN last, -0 == +0): a block-wide
+// radix select (8-bit digits, shared-memory histograms of integer counts) finds the key of rank
+// k; the selected positions are the eligible ones whose key is at or below it. So masks are bitwise identical to the host's for identical maps.
 // Bytes: entropy and similarity read once, the requested maps and masks written once.
 #pragma once
 
@@ -76,7 +75,7 @@ struct topk_threshold {
 /// the same arguments and gets the same result.
 template <int BLOCK, class Key, class Eligible>
 __device__ topk_threshold block_topk(std::int64_t lo, std::int64_t n, std::int64_t k, Key key, Eligible eligible,
-                                     reduce_scratch<BLOCK>& sc) {
+                                     reduce_scratch<BLOCK>& sc, select_scratch& ss) {
   unsigned long long mn = ~0ull, mx = 0ull;
   long long cnt = 0;
   for (std::int64_t t = lo + threadIdx.x; t < lo + n; t += BLOCK)
@@ -91,13 +90,7 @@ __device__ topk_threshold block_topk(std::int64_t lo, std::int64_t n, std::int64
   mx = block_allreduce<BLOCK>(mx, max_op{}, sc.u);
   if (k >= cnt) return topk_threshold{true, mx};
   mn = block_allreduce<BLOCK>(mn, min_op{}, sc.u);
-  const std::uint64_t tau = block_search_smallest(mn, mx, [&](std::uint64_t probe) {
-    long long c = 0;
-    for (std::int64_t t = lo + threadIdx.x; t < lo + n; t += BLOCK)
-      if (eligible(t) && key(t) <= probe) ++c;
-    return block_allreduce<BLOCK>(c, sum_op{}, sc.i) >= k;
-  });
-  return topk_threshold{true, tau};
+  return topk_threshold{true, block_select_kth<BLOCK>(lo, n, k, mn, mx, key, eligible, ss)};
 }
 
 /// Key of the gradient top-k (largest first) and of the similarity selection (smallest first).
@@ -153,6 +146,7 @@ template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) select_critical_kernel(select_args a) {
   extern __shared__ float sel_smem[];
   __shared__ reduce_scratch<BLOCK> sc;
+  __shared__ select_scratch ss;
   const selection_geometry& g = a.geo;
   const std::int64_t N = g.N;
   const int ib = g.ib;
@@ -179,7 +173,7 @@ __global__ void __launch_bounds__(BLOCK) select_critical_kernel(select_args a) {
     const float* Gc = Gm;
     auto gkey = [Gc, ib](std::int64_t t) { return largest_first_key(Gc[t], t, ib); };
     const topk_threshold tg = block_topk<BLOCK>(g.window_start, g.window, g.gradient, gkey,
-                                                [](std::int64_t) { return true; }, sc);
+                                                [](std::int64_t) { return true; }, sc, ss);
     const std::int64_t wlo = g.window_start, whi = g.window_start + g.window;
     auto gsel = [=](std::int64_t t) { return tg.any && t >= wlo && t < whi && gkey(t) <= tg.tau; };
 
@@ -195,7 +189,7 @@ __global__ void __launch_bounds__(BLOCK) select_critical_kernel(select_args a) {
     const std::int64_t n_init = g.initial;
     auto skey = [S, ib](std::int64_t t) { return smallest_first_key(S[t], t, ib); };
     auto selig = [=](std::int64_t t) { return t >= n_init && !gsel(t); };
-    const topk_threshold ts = block_topk<BLOCK>(0, N, g.similarity, skey, selig, sc);
+    const topk_threshold ts = block_topk<BLOCK>(0, N, g.similarity, skey, selig, sc, ss);
 
     int count = 0;
     for (std::int64_t t = threadIdx.x; t < N; t += BLOCK) {
@@ -249,12 +243,13 @@ __global__ void entropy_gradient_kernel(const float* M, float* Gm, std::int64_t 
 template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) gradient_topk_kernel(const float* grad, std::uint8_t* mask, selection_geometry g) {
   __shared__ reduce_scratch<BLOCK> sc;
+  __shared__ select_scratch ss;
   const int ib = g.ib;
   for (std::int64_t r = blockIdx.x; r < g.R; r += gridDim.x) {
     const float* Gr = grad + r * g.N;
     auto key = [Gr, ib](std::int64_t t) { return largest_first_key(Gr[t], t, ib); };
     const topk_threshold th = block_topk<BLOCK>(g.window_start, g.window, g.gradient, key,
-                                                [](std::int64_t) { return true; }, sc);
+                                                [](std::int64_t) { return true; }, sc, ss);
     const std::int64_t wlo = g.window_start, whi = g.window_start + g.window;
     for (std::int64_t t = threadIdx.x; t < g.N; t += BLOCK)
       mask[r * g.N + t] = (th.any && t >= wlo && t < whi && key(t) <= th.tau) ? 1 : 0;
@@ -265,13 +260,14 @@ template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) low_similarity_kernel(const float* sim, const std::uint8_t* exclude,
                                                                std::uint8_t* mask, selection_geometry g) {
   __shared__ reduce_scratch<BLOCK> sc;
+  __shared__ select_scratch ss;
   const int ib = g.ib;
   for (std::int64_t r = blockIdx.x; r < g.R; r += gridDim.x) {
     const float* Sr = sim + r * g.N;
     const std::uint8_t* Xr = exclude ? exclude + r * g.N : nullptr;
     auto key = [Sr, ib](std::int64_t t) { return smallest_first_key(Sr[t], t, ib); };
     auto elig = [Xr](std::int64_t t) { return Xr == nullptr || Xr[t] == 0; };
-    const topk_threshold th = block_topk<BLOCK>(0, g.N, g.similarity, key, elig, sc);
+    const topk_threshold th = block_topk<BLOCK>(0, g.N, g.similarity, key, elig, sc, ss);
     for (std::int64_t t = threadIdx.x; t < g.N; t += BLOCK)
       mask[r * g.N + t] = (th.any && elig(t) && key(t) <= th.tau) ? 1 : 0;
   }

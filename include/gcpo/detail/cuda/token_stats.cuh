@@ -197,9 +197,9 @@ __device__ __forceinline__ float token_logit(const token_stats_args& a, const T*
   return __fmul_rn(load_f(p[k]), a.inv_t);
 }
 
-/// A warp per row.
+/// A warp per row (at most 64 registers: 4 blocks, 32 warps per SM).
 template <class T, class I>
-__global__ void __launch_bounds__(ts_block) token_stats_warp_kernel(token_stats_args a) {
+__global__ void __launch_bounds__(ts_block, 4) token_stats_warp_kernel(token_stats_args a) {
   const int lane = threadIdx.x & 31;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (ts_block / 32);
   for (std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * (ts_block / 32) + (threadIdx.x >> 5); row < a.rows;
