@@ -277,14 +277,17 @@ def main(argv=None):
         gpu, context.get("cuda_runtime", "?"), context.get("cuda_driver", "?"), base_device or "none"))
     lines.append("device-to-device copy bandwidth (cudaMemcpyAsync 1 GiB, read + written): %s GB/s" %
                  fmt(copy_bps and copy_bps / 1e9, ".0f"))
-    if cuda_errors:
-        lines.append("CUDA benchmarks that reported an error (%d):" % len(cuda_errors))
-        for k, msg in sorted(cuda_errors.items()):
-            lines.append("  %s: %s" % (k, msg[:160]))
-    if base_errors:
-        lines.append("baseline cases without a time (%d):" % len(base_errors))
-        for k, msg in sorted(base_errors.items()):
-            lines.append("  %s: %s" % (k, msg[:160]))
+    # errors: all of them in the file, the first few on the console
+    err_full, err_short = [], []
+    for title, errs in (("CUDA benchmarks that reported an error", cuda_errors),
+                        ("baseline cases without a time", base_errors)):
+        if not errs:
+            continue
+        items = ["  %s: %s" % (k, msg[:160]) for k, msg in sorted(errs.items())]
+        err_full += ["%s (%d):" % (title, len(errs))] + items
+        err_short += ["%s (%d):" % (title, len(errs))] + items[:8]
+        if len(items) > 8:
+            err_short.append("  ... %d more in %s" % (len(items) - 8, args.txt or "--txt"))
     lines.append("")
     lines.append("Goals (issue 3):")
     for g in gl:
@@ -299,7 +302,7 @@ def main(argv=None):
             return True  # copy, empty kernel, generation step
         return f["R"] == "32" and f.get("N", "576") == "576" and f.get("G", "4") == "4"
 
-    full, short = list(lines), list(lines)
+    full, short = lines[:2] + err_full + lines[2:], lines[:2] + err_short + lines[2:]
     short.append("Headline rows (R=32, N=576, G=4; generation step 16 rows); every shape is in %s" % (args.txt or "--txt"))
     for out, keep in ((full, lambda r: True), (short, headline)):
         out.append(hdr)
@@ -310,7 +313,6 @@ def main(argv=None):
         if not rows:
             out.append("(no benchmark results)")
     text = "\n".join(full)
-    print(text if args.full else "\n".join(short))
     if args.txt:
         with open(args.txt, "w") as f:
             f.write(text + "\n")
@@ -322,6 +324,7 @@ def main(argv=None):
     if args.merged:
         with open(args.merged, "w") as f:
             json.dump({"context": context, "benchmarks": raw}, f, indent=1)
+    print(text if args.full else "\n".join(short))
     return 0
 
 

@@ -12,7 +12,7 @@ cut off; the next families still get their turn while time is left.
                                      [--reps 5] [--filter REGEX]
 Exit status: 0 when every benchmark ran (errors reported by a benchmark itself, e.g. an operator
 returning a status, are listed in the JSON, not counted here); 1 when something crashed or was
-cut off; 2 when the binary could not list its benchmarks.
+cut off; 2 when the binary could not list its benchmarks or could not start (no GPU).
 """
 
 import argparse
@@ -90,10 +90,14 @@ def main(argv=None):
         names = [n for n in names if re.search(args.filter, n)]
     stdbuf = shutil.which("stdbuf")
     merged, context = [], {}
-    crashed, cut_off = [], []
+    crashed, cut_off, given_up = [], [], []
+    fatal = None
     with open(args.log, "a") as log:
         for fam, fam_re in FAMILIES:
             todo = [n for n in names if re.search(fam_re, n)]
+            if fatal:
+                given_up += todo
+                continue
             tries = 0
             while todo and tries < 3:
                 tries += 1
@@ -145,31 +149,46 @@ def main(argv=None):
                     cut_off += [n for n in todo if n not in finished]
                     todo = []
                     break
-                # crashed: the first benchmark that did not finish is the culprit; run the rest again
-                rest = [n for n in todo if n not in finished]
-                if not rest:
-                    break
-                culprit = rest[0]
                 lines = out.strip().splitlines()
                 why = [line for line in lines if line.startswith("gcpo_bench_cuda:") or "rror" in line]
                 tail = " | ".join((why or lines)[-2:])
+                if not finished and rc in (1, 2) and not any(line.startswith("op:") for line in lines):
+                    # the binary could not run at all (no GPU, bad arguments): no use going on
+                    fatal = "gcpo_bench_cuda did not start (exit %s): %s" % (rc, tail[-300:])
+                    print("run-cuda-bench: %s" % fatal, flush=True)
+                    given_up += todo
+                    todo = []
+                    break
+                # crashed: the benchmark the abort message names, else the first one that did not
+                # finish, is the culprit; run the rest again
+                rest = [n for n in todo if n not in finished]
+                if not rest:
+                    break
+                named = [n for n in rest if ("gcpo_bench_cuda: " + n.split("/iterations:")[0] + ":") in out]
+                culprit = named[0] if named else rest[0]
                 crashed.append({"name": culprit, "exit": rc, "output_tail": tail[-400:]})
                 print("run-cuda-bench:   crashed in %s: %s" % (culprit, tail[-300:]), flush=True)
                 todo = [n for n in todo if n != culprit]
             else:
-                if todo:
-                    cut_off += todo
+                if todo:  # three crashes in this family
+                    given_up += todo
     for c in crashed:  # give the summary an error entry for each crashed benchmark
         merged.append({"name": c["name"], "run_name": c["name"], "run_type": "iteration", "error_occurred": True,
                        "error_message": "process crashed (exit %s): %s" % (c["exit"], c["output_tail"])})
     for n in cut_off:
         merged.append({"name": n, "run_name": n, "run_type": "iteration", "error_occurred": True,
                        "error_message": "not run: out of time"})
+    for n in given_up:
+        merged.append({"name": n, "run_name": n, "run_type": "iteration", "error_occurred": True,
+                       "error_message": "not run: " + (fatal or "three crashes in its family")})
     with open(args.out, "w") as f:
         json.dump({"context": context, "benchmarks": merged}, f, indent=1)
     print("run-cuda-bench: %d result entries, %d crashed, %d not run -> %s" %
-          (len(merged) - len(crashed) - len(cut_off), len(crashed), len(cut_off), args.out), flush=True)
-    return 1 if (crashed or cut_off) else 0
+          (len(merged) - len(crashed) - len(cut_off) - len(given_up), len(crashed), len(cut_off) + len(given_up),
+           args.out), flush=True)
+    if fatal:
+        return 2
+    return 1 if (crashed or cut_off or given_up) else 0
 
 
 if __name__ == "__main__":
