@@ -40,7 +40,8 @@
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
-#   GCPO_SKIP (any of: tests sanitizers bench baseline), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
+#   GCPO_SKIP (any of: tests sanitizers bench baseline), GCPO_BUILD_ALL=1 (also the host
+#   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
 #   Google Benchmark from .device/benchmark-src even when the carried .so loads).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -227,7 +228,18 @@ main() {
   local t
   t=$(limit "$BUDGET" 120)
   ((HAVE_GPU)) || t=$(limit "$BUDGET" 10)
-  run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
+  # every target but the host benchmarks (not needed here; GCPO_BUILD_ALL=1 builds them too)
+  local targets=()
+  if [[ ${GCPO_BUILD_ALL:-0} != 1 ]]; then
+    mapfile -t targets < <(ninja -C "$BUILD" -t targets all 2>/dev/null |
+      sed -n 's/^cmake_object_order_depends_target_\([A-Za-z0-9_]*\): phony$/\1/p' | grep -v -x gcpo_bench_host)
+  fi
+  if ((${#targets[@]})); then
+    echo "targets: ${targets[*]}"
+    run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- -k 0
+  else
+    run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
+  fi
   rc=$?
   local warnings
   warnings=$(grep -c -E 'warning[: #]' "$LOGS/build.log")
