@@ -237,6 +237,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the joined results here")
     p.add_argument("--merged", help="write the merged Google Benchmark entries here")
     p.add_argument("--full", action="store_true", help="print every row (default: the headline rows; --txt has all)")
+    p.add_argument("--gpu", help="the card's name, when the benchmark JSON does not have it")
     args = p.parse_args(argv)
 
     cuda, cuda_errors, context, order, raw = collect_cuda(args.cuda)
@@ -272,7 +273,7 @@ def main(argv=None):
     gl = goals(cuda, steps, copy_bps)
 
     lines = []
-    gpu = context.get("gpu") or base_device or "unknown GPU"
+    gpu = context.get("gpu") or args.gpu or base_device or "unknown GPU"
     lines.append("gcpo device-check benchmark summary: %s, CUDA runtime %s, driver %s; baseline: %s" % (
         gpu, context.get("cuda_runtime", "?"), context.get("cuda_driver", "?"), base_device or "none"))
     lines.append("device-to-device copy bandwidth (cudaMemcpyAsync 1 GiB, read + written): %s GB/s" %

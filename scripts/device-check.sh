@@ -338,8 +338,10 @@ print("\n".join(seen))' | grep .)
   else
     t0=$SECONDS
     local stage_end=$((SECONDS + $(limit 90 60))) tool b name left running=0
-    local targs=()
+    local targs=() sargs=(--error-exitcode 99 --print-limit 20 --launch-timeout 60) rargs=()
     [[ -n $SAN_FILTER ]] && targs+=("$SAN_FILTER")
+    # racecheck's analysis uses every core by default: share them between the parallel runs
+    "$SAN" --help 2>/dev/null | grep -q -- '--racecheck-num-workers' && rargs+=(--racecheck-num-workers 2)
     for tool in memcheck racecheck; do
       for b in "${bins[@]}"; do
         name=$(basename "$b")
@@ -349,7 +351,11 @@ print("\n".join(seen))' | grep .)
         done
         left=$((stage_end - SECONDS))
         (
-          run_limited "$left" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$b" "${targs[@]}"
+          if [[ $tool == racecheck ]]; then
+            run_limited "$left" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" "${sargs[@]}" "${rargs[@]}" "$b" "${targs[@]}"
+          else
+            run_limited "$left" "$LOGS/$tool-$name.log" "$SAN" --tool "$tool" "${sargs[@]}" "$b" "${targs[@]}"
+          fi
           echo $? >"$LOGS/$tool-$name.rc"
         ) &
         running=$((running + 1))
@@ -469,7 +475,8 @@ finish() {
   section "summary"
   if [[ -f $OUTDIR/bench_cuda.json || -s ${OUTDIR}/baseline.jsonl ]]; then
     python3 "$ROOT/scripts/bench-summary.py" --cuda "$OUTDIR/bench_cuda.json" --baseline "$OUTDIR/baseline.jsonl" \
-      --txt "$OUTDIR/summary.txt" --json "$OUTDIR/summary.json" >"$LOGS/summary-console.txt" 2>&1
+      --txt "$OUTDIR/summary.txt" --json "$OUTDIR/summary.json" \
+      --gpu "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)" >"$LOGS/summary-console.txt" 2>&1
   else
     echo "(no benchmark results: nothing to summarise)" >"$LOGS/summary-console.txt"
   fi
@@ -485,6 +492,13 @@ finish() {
   echo
   cat "$LOGS/summary-console.txt"
   echo
+  local timed=0 cases=0
+  [[ -f $OUTDIR/summary.json ]] && read -r timed cases < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = d.get("rows", [])
+print(sum(1 for r in rows if r.get("time_us") is not None), sum(1 for r in rows if r.get("baseline_us") is not None))' "$OUTDIR/summary.json" 2>/dev/null)
+  echo "benchmarks: ${timed:-0} CUDA results, ${cases:-0} baseline cases (summary.txt, summary.json)"
   if ((FAILED)); then
     echo "device-check: FAILED ($(elapsed)s; logs: logs.tar.gz)"
     RC=1
