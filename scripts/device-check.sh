@@ -3,7 +3,7 @@
 #   1. prints the tools it found (nvcc, cmake, ninja, g++, driver + GPU via nvidia-smi, python3 +
 #      torch + torch.cuda.is_available(), compute-sanitizer) and whether each carried library loads;
 #   2. configures and builds with CUDA for sm_90 on every core: kernels (gcpo::cuda), tests (CPU
-#      and CUDA), host and CUDA benchmarks;
+#      and CUDA) and the CUDA benchmarks (the host benchmarks only with GCPO_BUILD_ALL=1);
 #   3. runs the CUDA tests (ctest -L cuda, or -R cuda where there is no label), the CPU tests, then
 #      each CUDA test binary under compute-sanitizer --tool memcheck and --tool racecheck;
 #   4. runs the CUDA benchmarks (scripts/run-cuda-bench.py: one process per operator family, JSON)
@@ -31,8 +31,8 @@
 #   baseline.jsonl (one JSON line per baseline case), logs.tar.gz (build, ctest, sanitizer,
 #   benchmark and baseline logs).
 #
-# Without a GPU (a development machine) it says so, still configures and builds everything, runs
-# the CPU tests, and exits 3. Exit status: 0 everything passed; 1 the build, a test or a
+# Without a GPU (a development machine) it says so, still configures and builds, runs the CPU
+# tests, and exits 3. Exit status: 0 everything passed; 1 the build, a test or a
 # sanitizer run failed or could not finish; 3 no GPU (nothing failed). Benchmark goals that are
 # missed do not change the exit status (benchmarks are never tests).
 #
