@@ -792,3 +792,40 @@ TEST_CASE("selection map operators: preconditions", "[selection]") {
                               gcpo::make_view(reinterpret_cast<std::int32_t*>(m2.data()), {R})),
                    sc::aliasing, "`counts` shall not overlap `b`");
 }
+
+TEST_CASE("selection: empty batches (null data) are valid and write nothing", "[selection]") {
+  // R = 0 with empty vectors: the views have null data; N = 0 with R = 2: every count is 0
+  std::vector<float> f;
+  std::vector<u8> m;
+  std::vector<std::int32_t> c;
+  gcpo::selection_options o;
+  o.grid = {2, 2};
+  using namespace gcpo::host;
+  GCPO_REQUIRE_OK(initial_mask(gcpo::make_view(m.data(), {0, 4}), o));
+  GCPO_REQUIRE_OK(smoothed_entropy(gcpo::make_view(f.data(), {0, 4}), gcpo::make_view(f.data(), {0, 4}), o));
+  GCPO_REQUIRE_OK(entropy_gradient(gcpo::make_view(f.data(), {0, 4}), gcpo::make_view(f.data(), {0, 4}), o));
+  GCPO_REQUIRE_OK(gradient_topk(gcpo::make_view(f.data(), {0, 4}), gcpo::make_view(m.data(), {0, 4}), o));
+  GCPO_REQUIRE_OK(low_similarity_mask(gcpo::make_view(f.data(), {0, 4}), {}, gcpo::make_view(m.data(), {0, 4}), o));
+  GCPO_REQUIRE_OK(union_mask(gcpo::make_view(m.data(), {0, 4}), gcpo::make_view(m.data(), {0, 4}), {}, gcpo::make_view(m.data(), {0, 4}),
+                             gcpo::make_view(c.data(), {0})));
+  gcpo::selection_inputs in;
+  in.entropy = gcpo::make_view(f.data(), {0, 4});
+  in.similarity = gcpo::make_view(f.data(), {0, 4});
+  gcpo::selection_outputs out;
+  out.critical = gcpo::make_view(m.data(), {0, 4});
+  out.counts = gcpo::make_view(c.data(), {0});
+  host_workspace ws(gcpo::select_critical_tokens_workspace_bytes(0, 4));
+  GCPO_REQUIRE_OK(select_critical_tokens(in, out, o, ws.get()));
+
+  std::vector<float> e(2);
+  std::vector<std::int32_t> counts{-1, -1};
+  in.entropy = gcpo::make_view(e.data(), {2, 0});
+  in.similarity = gcpo::make_view(e.data() + 1, {2, 0});
+  out.critical = gcpo::make_view(m.data(), {2, 0});
+  out.counts = view(counts, {2});
+  o.grid = {};
+  host_workspace ws0(gcpo::select_critical_tokens_workspace_bytes(2, 0));
+  GCPO_REQUIRE_OK(select_critical_tokens(in, out, o, ws0.get()));
+  CHECK(counts == std::vector<std::int32_t>{0, 0});
+  GCPO_REQUIRE_OK(gradient_topk(gcpo::make_view(e.data(), {2, 0}), gcpo::make_view(m.data(), {2, 0}), o));
+}

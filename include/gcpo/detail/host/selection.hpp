@@ -246,7 +246,7 @@ inline status gradient_topk(const_tensor_view gradient, tensor_view mask, const 
   std::int32_t* idx = scratch.get();
   if (!idx) return status::error(status_code::out_of_memory, "could not allocate %lld indices", static_cast<long long>(N));
   std::uint8_t* m = mask.as<std::uint8_t>();
-  std::memset(m, 0, static_cast<std::size_t>(R * N));
+  if (R * N > 0) std::memset(m, 0, static_cast<std::size_t>(R * N));  // an empty mask may have a null pointer
   for (std::int64_t r = 0; r < R; ++r)
     detail::host_impl::topk_mark(gradient.as<const float>() + r * N, c.window_start, c.window, c.gradient, true,
                                  [](std::int64_t) { return true; }, m + r * N, idx);
@@ -269,7 +269,7 @@ inline status low_similarity_mask(const_tensor_view similarity, const_tensor_vie
   std::int32_t* idx = scratch.get();
   if (!idx) return status::error(status_code::out_of_memory, "could not allocate %lld indices", static_cast<long long>(N));
   std::uint8_t* m = mask.as<std::uint8_t>();
-  std::memset(m, 0, static_cast<std::size_t>(R * N));
+  if (R * N > 0) std::memset(m, 0, static_cast<std::size_t>(R * N));  // an empty mask may have a null pointer
   const std::uint8_t* ex = exclude.present() ? exclude.as<const std::uint8_t>() : nullptr;
   for (std::int64_t r = 0; r < R; ++r) {
     const std::uint8_t* exr = ex ? ex + r * N : nullptr;
@@ -325,6 +325,11 @@ inline status select_critical_tokens(const selection_inputs& in, const selection
   const std::int64_t R = in.entropy.shape[0], N = in.entropy.shape[1];
   GCPO_TRY(detail::check_workspace(ws, select_critical_tokens_workspace_bytes(R, N), memory_space::host,
                                    "select_critical_tokens_workspace_bytes(R, N)"));
+  if (R * N == 0) {  // nothing to select; views and workspace may have null pointers
+    if (out.counts.present())
+      for (std::int64_t r = 0; r < R; ++r) out.counts.as<std::int32_t>()[r] = 0;
+    return ok();
+  }
   detail::workspace_carver carve(ws);
   const std::size_t rn = static_cast<std::size_t>(R * N);
   float* smooth_ws = carve.take<float>(rn);
