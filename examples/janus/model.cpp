@@ -190,7 +190,7 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : cfg(c) {
   // HF: inv_freq = 1 / base ** (arange(0, dim, 2, int64).float() / dim), float32.
   const std::int64_t hd = c.head_dim();
   const torch::Tensor expo = torch::arange(0, hd, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(hd);
-  inv_freq = 1.0 / torch::pow(torch::scalar_tensor(c.rope_theta, torch::kFloat), expo);
+  inv_freq = register_buffer("inv_freq", 1.0 / torch::pow(torch::scalar_tensor(c.rope_theta, torch::kFloat), expo));
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask, std::int64_t past,
@@ -199,7 +199,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& x, const torch::Tenso
   TORCH_CHECK(key_mask.size(1) == past + T, "key_mask must cover past + T positions");
   TORCH_CHECK(cache == nullptr || cache->length == past, "cache length must equal past");
   // RoPE tables at absolute positions [past, past + T) (HF default cache_position).
-  const torch::Tensor inv = inv_freq.to(x.device());
+  const torch::Tensor& inv = inv_freq;
   const torch::Tensor pos = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kLong).device(x.device()))
                                 .to(torch::kFloat);
   const torch::Tensor freqs = pos.unsqueeze(1) * inv.unsqueeze(0);  // [T, hd/2]
@@ -405,6 +405,7 @@ void init_weights(JanusModelImpl& m) {
     torch::Tensor& p = kv.value();
     const bool is_norm = n.find("layernorm") != std::string::npos || n.find("model.norm.") != std::string::npos;
     if (is_norm) p.fill_(1.0);
+    else if (n == "gen_embed.weight") p.normal_(0.0, 1.0);  // nn.Embedding's default: a codebook-like table
     else if (n.size() >= 5 && n.compare(n.size() - 5, 5, ".bias") == 0) p.zero_();
     else p.normal_(0.0, 0.02);
   }

@@ -140,7 +140,7 @@ struct LlamaModelImpl : torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   std::vector<LlamaDecoderLayer> layer_refs;
-  torch::Tensor inv_freq;  ///< `[hd / 2]` float32 buffer (non-persistent in HF: not saved)
+  torch::Tensor inv_freq;  ///< `[hd / 2]` float32 buffer (non-persistent in HF: checkpoints hold parameters only)
   ModelConfig cfg;
 };
 TORCH_MODULE(LlamaModel);
@@ -242,8 +242,10 @@ TORCH_MODULE(JanusModel);
 /// Every parameter name and shape the model must have (section 1.5), in registration order.
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_parameters(const ModelConfig& c);
 
-/// Initialises a fresh model: normal(0, 0.02) for linear/embedding weights (HF
-/// initializer_range), zero biases, unit norms; deterministic for a given torch seed.
+/// Initialises a fresh model: normal(0, 0.02) for linear weights and the text embeddings (HF
+/// initializer_range), normal(0, 1) for gen_embed (nn.Embedding's default; at 0.02 the 8-dim
+/// image-token embeddings are nearly equal and the model learns to tell tokens apart very
+/// slowly), zero biases, unit norms; deterministic for a given torch seed.
 void init_weights(JanusModelImpl& m);
 
 /// Number of parameters (all, or only those that require grad).

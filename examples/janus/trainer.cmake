@@ -46,6 +46,7 @@ if(GCPO_BUILD_TRAINER)
     add_executable(test_janus_trainer tests/test_trainer.cpp)
     target_link_libraries(test_janus_trainer PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
     target_precompile_headers(test_janus_trainer REUSE_FROM janus_trainer_lib)
+    target_compile_definitions(test_janus_trainer PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     # Listing the cases runs the binary right after the build: it must start without a GPU.
     catch_discover_tests(test_janus_trainer TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 600)
   endif()

@@ -441,48 +441,43 @@ TEST_CASE("an RL step selects about 30% critical tokens and reports finite metri
 }
 
 TEST_CASE("a short RL run on a fixed seed raises the reward of a fixed prompt set", "[rl][slow]") {
-  // Warm-start a tiny model briefly on single objects, then GCPO on the same fixed prompts;
-  // the reward of those prompts (many samples, fixed sampling seed) must rise.
-  TempDir dir("rlrun");
-  TrainConfig s = tiny_config(8);
-  s.mode = "sft";
-  s.hidden = 64;
-  s.heads = 4;
-  s.layers = 2;
-  s.intermediate = 0;
-  s.steps = 60;
-  s.batch = 32;
-  s.lr = 3e-3;
-  s.seed = 3;
-  s.tags = "single_object,colors";
-  janus::Trainer sft(s);
-  for (int i = 0; i < s.steps; ++i) (void)sft.train_step();
-  janus::save_model(dir / "warm.safetensors", *sft.policy());
-
-  TrainConfig c = s;
+  // GCPO from a small warm-start (tests/data/README.md says how it was made) on the prompts
+  // "a photo of a square" and "a photo of a circle": the binary GenEval reward of those prompts,
+  // measured on 64 samples each with a fixed sampling seed, must rise clearly.
+  TrainConfig c = tiny_config(8);
   c.mode = "rl";
-  c.init = dir / "warm.safetensors";
+  c.init = std::string(JANUS_TEST_DATA_DIR) + "/warm_single_object_8x8.safetensors";
+  c.tags = "single_object";
   c.algo = "gcpo";
   c.prompts = 4;
-  c.group = 8;
-  c.steps = 25;
-  c.lr = 3e-3;
-  c.beta = 0.0f;
-  c.reward = "partial";
+  c.group = 16;
+  c.steps = 30;
+  c.lr = 5e-4;  // seeds 1-3 all end between 0.77 and 0.85 (from 0.59); 1e-3 can diverge
+  c.cfg_scale = 1.0f;  // this small model draws best unguided
+  c.seed = 1;
   janus::Trainer rl(c);
   const std::vector<shapes::Metadata> fixed = rl.task().split.train;
+  REQUIRE(fixed.size() == 2);
   GenerateOptions g;
-  g.cfg_scale = c.cfg_scale;
+  g.cfg_scale = 1.0f;
   g.seed = 99;
   auto reward_of = [&](janus::JanusModelImpl& model) {
-    const janus::EvalResult ev = janus::evaluate(model, rl.task(), fixed, 4, g, 64);
+    const janus::EvalResult ev = janus::evaluate(model, rl.task(), fixed, 64, g, 128);
     double sum = 0;
     for (const auto& sc : ev.scores) sum += sc.reward;
     return sum / static_cast<double>(ev.scores.size());
   };
   const double before = reward_of(*rl.policy());
-  for (int i = 0; i < c.steps; ++i) (void)rl.train_step();
+  double first = 0, last = 0;
+  for (int i = 0; i < c.steps; ++i) {
+    const double r = rl.train_step().json.at("reward").get<double>();
+    if (i < 10) first += r / 10;
+    if (i >= c.steps - 10) last += r / 10;
+  }
   const double after = reward_of(*rl.policy());
-  INFO("fixed-prompt reward " << before << " -> " << after);
-  CHECK(after > before + 0.05);
+  INFO("fixed-prompt reward " << before << " -> " << after << "; training reward, first 10 steps " << first
+                              << ", last 10 steps " << last);
+  CHECK(before > 0.3);  // a sane warm start
+  CHECK(after > before + 0.1);
+  CHECK(last > first);
 }
