@@ -34,16 +34,20 @@ inline void smooth_map(const float* E, float* M, std::int64_t H, std::int64_t W)
   if (H < 1 || W < 1) return;
   M[0] = E[0] / 1.0f;
   for (std::int64_t j = 1; j < W; ++j) M[j] = (E[j] + E[j - 1]) / 2.0f;
+  if (W == 1) {
+    for (std::int64_t i = 1; i < H; ++i) M[i] = (E[i] + E[i - 1]) / 2.0f;
+    return;
+  }
+  // Rows 1..H-1 as one flat loop with the interior formula; its values in columns 0 and W-1
+  // (read across the row ends) are then overwritten with theirs.
+  const std::int64_t N = H * W;
+  for (std::int64_t t = W + 1; t + 1 < N; ++t)
+    M[t] = ((((E[t] + E[t - 1]) + E[t - W - 1]) + E[t - W]) + E[t - W + 1]) / 5.0f;
   for (std::int64_t i = 1; i < H; ++i) {
     const float* e = E + i * W;
     const float* u = e - W;
     float* m = M + i * W;
-    if (W == 1) {
-      m[0] = (e[0] + u[0]) / 2.0f;
-      continue;
-    }
     m[0] = ((e[0] + u[0]) + u[1]) / 3.0f;
-    for (std::int64_t j = 1; j + 1 < W; ++j) m[j] = ((((e[j] + e[j - 1]) + u[j - 1]) + u[j]) + u[j + 1]) / 5.0f;
     m[W - 1] = (((e[W - 1] + e[W - 2]) + u[W - 2]) + u[W - 1]) / 4.0f;
   }
 }
@@ -80,6 +84,14 @@ inline void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t
     sqrt_in_place(Gm, H * W);
     return;
   }
+  // Interior rows as one flat loop with the central differences; columns 0 and W-1 (read across
+  // the row ends) and rows 0 and H-1 are then written with their one-sided differences.
+  const std::int64_t N = H * W;
+  for (std::int64_t t = W + 1; t + 1 < N - W; ++t) {
+    const float dx = (M[t + 1] - M[t - 1]) * 0.5f;
+    const float dy = (M[t + W] - M[t - W]) * 0.5f;
+    Gm[t] = dx * dx + dy * dy;
+  }
   for (std::int64_t i = 0; i < H; ++i) {
     const float* m = M + i * W;
     float* g = Gm + i * W;
@@ -91,11 +103,12 @@ inline void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t
       const float dx = m[1] - m[0], dy = (a[0] - b[0]) * sy;
       g[0] = dx * dx + dy * dy;
     }
-    for (std::int64_t j = 1; j + 1 < W; ++j) {
-      const float dx = (m[j + 1] - m[j - 1]) * 0.5f;
-      const float dy = (a[j] - b[j]) * sy;
-      g[j] = dx * dx + dy * dy;
-    }
+    if (i == 0 || i + 1 == H)
+      for (std::int64_t j = 1; j + 1 < W; ++j) {
+        const float dx = (m[j + 1] - m[j - 1]) * 0.5f;
+        const float dy = a[j] - b[j];
+        g[j] = dx * dx + dy * dy;
+      }
     {
       const float dx = m[W - 1] - m[W - 2], dy = (a[W - 1] - b[W - 1]) * sy;
       g[W - 1] = dx * dx + dy * dy;
@@ -115,30 +128,71 @@ GCPO_FORCEINLINE std::uint32_t topk_key(float f, std::uint32_t flip) noexcept {
   return (b & 0x7fffffffu) > 0x7f800000u ? 0u : (u ^ flip);
 }
 
-/// Radix select over the candidates `idx[0..m)` (offsets in increasing order): marks `mask[idx]`
-/// for the k with the largest `key_at(idx)`, ties to the lower offset. 8 bits per pass from the
-/// top: candidates whose digit is above the k-th key's are taken, those equal are kept (in
-/// order) for the next pass; whatever still ties after the last digit is taken in index order.
-/// Two interleaved histograms halve the store-to-load chains when many keys share a digit.
-template <class KeyAt>
-void radix_topk_mark(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t k, std::uint8_t* mask) noexcept {
-  if (k <= 0 || m == 0) return;
-  std::int64_t need = k < m ? k : m;
-  for (int shift = 24; shift >= 0 && need < m; shift -= 8) {
-    std::uint32_t hist[2][256] = {};
+/// Count-trailing-zeros of a nonzero 64-bit word.
+GCPO_FORCEINLINE int ctz64(std::uint64_t x) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctzll(x);
+#else
+  int n = 0;
+  for (; (x & 1u) == 0; x >>= 1) ++n;
+  return n;
+#endif
+}
+
+/// The digit (0..255) that holds the need-th largest key, from two histograms of it, and in
+/// `above` the number of keys with a larger digit.
+GCPO_FORCEINLINE std::uint32_t find_digit(const std::uint32_t (*h)[256], std::int64_t need, std::int64_t& above) noexcept {
+  above = 0;
+  std::uint32_t d = 255;
+  for (;; --d) {
+    const std::int64_t c = static_cast<std::int64_t>(h[0][d]) + h[1][d];
+    if (above + c >= need) break;
+    above += c;
+  }
+  return d;
+}
+
+/// The same from 16-bit histograms of fewer than 2^16 keys, scanning from the top four bins at a
+/// time (the sum of four 16-bit counts with one multiply).
+GCPO_FORCEINLINE std::uint32_t find_digit(const std::uint16_t (*h)[256], std::int64_t need, std::int64_t& above) noexcept {
+  above = 0;
+  int b = 63;
+  for (; b > 0; --b) {
+    std::uint64_t x, y;
+    std::memcpy(&x, h[0] + 4 * b, 8);
+    std::memcpy(&y, h[1] + 4 * b, 8);
+    const std::int64_t s = static_cast<std::int64_t>(((x + y) * 0x0001000100010001ull) >> 48);
+    if (above + s >= need) break;
+    above += s;
+  }
+  std::uint32_t d = 4u * static_cast<std::uint32_t>(b) + 3u;
+  for (;; --d) {
+    const std::int64_t c = static_cast<std::int64_t>(h[0][d]) + h[1][d];
+    if (above + c >= need) break;
+    above += c;
+  }
+  return d;
+}
+
+/// Radix select over the candidates `idx[0..m)` (positions in increasing order), keys from
+/// `key_at(position)`: marks `mask[idx]` for the k with the largest key, ties to the lower
+/// position. 8 bits per pass: the histogram of the digit gives the digit of the k-th key; the
+/// candidates whose digit is above it are taken, those equal are kept (in order) for the next
+/// pass; whatever still ties after the last digit is taken in index order. Two interleaved
+/// histograms halve the store-to-load chains when many keys share a digit. `Count` holds m.
+template <class Count, class KeyAt>
+void radix_passes(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t need, int shift,
+                  std::uint8_t* mask) noexcept {
+  for (; shift >= 0 && need < m; shift -= 8) {
+    Count hist[2][256] = {};
     std::int64_t i = 0;
     for (; i + 2 <= m; i += 2) {
       ++hist[0][(key_at(idx[i]) >> shift) & 0xffu];
       ++hist[1][(key_at(idx[i + 1]) >> shift) & 0xffu];
     }
     if (i < m) ++hist[0][(key_at(idx[i]) >> shift) & 0xffu];
-    std::uint32_t digit = 255;
     std::int64_t above = 0;
-    for (;; --digit) {
-      const std::int64_t h = static_cast<std::int64_t>(hist[0][digit]) + hist[1][digit];
-      if (above + h >= need) break;
-      above += h;
-    }
+    const std::uint32_t digit = find_digit(hist, need, above);
     std::int64_t kept = 0;
     for (std::int64_t j = 0; j < m; ++j) {
       const std::int32_t t = idx[j];
@@ -154,27 +208,69 @@ void radix_topk_mark(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64
 }
 
 /// Marks in `mask` (already zeroed) the k first positions in that order among the eligible ones
-/// in [lo, lo + n). `idx` is scratch of n entries. The keys are computed once into a stack
-/// buffer (in one vectorised loop) when n <= 2048, else on the fly.
+/// in [lo, lo + n). `idx` is scratch of n entries. For n <= 2048 (any Janus-Pro or LlamaGen
+/// grid) the keys go to a stack buffer (vectorised), 0 for an ineligible position, and the first
+/// pass works on positions directly: one histogram loop, then vectorised loops that mark the
+/// candidates above the k-th key's top digit and flag those at it, gathered 8 flags at a time.
+/// Larger n: the same select with keys computed on the fly.
 template <class Eligible>
 void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k, bool largest, Eligible eligible,
                std::uint8_t* mask, std::int32_t* idx) noexcept {
   if (k <= 0 || n <= 0) return;
-  std::int64_t m = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    idx[m] = static_cast<std::int32_t>(i);
-    m += eligible(lo + i) ? 1 : 0;
-  }
   const std::uint32_t flip = largest ? 0u : 0xffffffffu;
   const float* kw = key + lo;
+  std::uint8_t* mk = mask + lo;
   constexpr std::int64_t buffered = 2048;
-  if (n <= buffered) {
-    std::uint32_t kb[buffered];
-    for (std::int64_t i = 0; i < n; ++i) kb[i] = topk_key(kw[i], flip);
-    radix_topk_mark([&kb](std::int32_t t) { return kb[t]; }, idx, m, k, mask + lo);
-  } else {
-    radix_topk_mark([kw, flip](std::int32_t t) { return topk_key(kw[t], flip); }, idx, m, k, mask + lo);
+  if (n > buffered) {
+    std::int64_t m = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      idx[m] = static_cast<std::int32_t>(i);
+      m += eligible(lo + i) ? 1 : 0;
+    }
+    if (m == 0) return;
+    radix_passes<std::uint32_t>([kw, flip](std::int32_t t) { return topk_key(kw[t], flip); }, idx, m, k < m ? k : m, 24,
+                                mk);
+    return;
   }
+  std::uint32_t kb[buffered];  // 1 + key of an eligible position, 0 otherwise
+  for (std::int64_t i = 0; i < n; ++i) kb[i] = topk_key(kw[i], flip) + 1u;
+  std::int64_t zeros = 0;  // ineligible positions
+  for (std::int64_t i = 0; i < n; ++i) {
+    const bool e = eligible(lo + i);
+    kb[i] = e ? kb[i] : 0u;
+    zeros += e ? 0 : 1;
+  }
+  const std::int64_t m = n - zeros;
+  if (m == 0) return;
+  if (k >= m) {
+    for (std::int64_t i = 0; i < n; ++i) mk[i] = static_cast<std::uint8_t>(mk[i] | (kb[i] != 0u ? 1 : 0));
+    return;
+  }
+  // First pass, on positions: the ineligible ones all sit in digit 0 and are taken out of its count.
+  std::uint16_t hist[2][256] = {};  // n <= 2048: 16-bit counts
+  std::int64_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    ++hist[0][kb[i] >> 24];
+    ++hist[1][kb[i + 1] >> 24];
+  }
+  if (i < n) ++hist[0][kb[i] >> 24];
+  hist[0][0] = static_cast<std::uint16_t>(hist[0][0] + hist[1][0] - zeros);
+  hist[1][0] = 0;
+  std::int64_t above = 0;
+  const std::uint32_t digit = find_digit(hist, k, above);
+  std::uint8_t at[buffered + 8];  // 1 where an eligible key has the threshold's top digit
+  for (std::int64_t j = 0; j < n; ++j) {
+    mk[j] = static_cast<std::uint8_t>(mk[j] | ((kb[j] >> 24) > digit ? 1 : 0));
+    at[j] = static_cast<std::uint8_t>(((kb[j] >> 24) == digit) & (kb[j] != 0u));
+  }
+  std::memset(at + n, 0, 8);
+  std::int64_t count = 0;
+  for (std::int64_t w = 0; w < n; w += 8) {
+    std::uint64_t bits;
+    std::memcpy(&bits, at + w, 8);
+    for (; bits != 0; bits &= bits - 1) idx[count++] = static_cast<std::int32_t>(w + (ctz64(bits) >> 3));
+  }
+  radix_passes<std::uint16_t>([&kb](std::int32_t t) { return kb[t]; }, idx, count, k - above, 16, mk);
 }
 
 /// Index scratch of the standalone top-k operators: on the stack up to 2048 positions (N of
