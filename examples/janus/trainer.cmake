@@ -38,7 +38,7 @@ if(GCPO_BUILD_TRAINER)
   endif()
 
   add_executable(janus_trainer trainer.cpp)
-  target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags)
+  target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags ${CMAKE_DL_LIBS})
   target_precompile_headers(janus_trainer REUSE_FROM janus_trainer_lib)
 
   if(GCPO_BUILD_TESTS AND TARGET gcpo_catch_main)

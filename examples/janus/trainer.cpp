@@ -6,6 +6,8 @@
 //   janus_trainer rl --resume runs/gcpo --steps 200                    # continue exactly
 //   janus_trainer eval --model runs/gcpo --json acc.json --png sheet.png
 //   janus_trainer sample --model runs/gcpo --prompt "a photo of a red circle" -n 8 --png s.png
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -24,7 +26,7 @@ void add_run_options(CLI::App* app, TrainConfig& c, int& threads) {
   app->add_option("--seed", c.seed, "seed of every random choice of the run")->capture_default_str();
   app->add_option("--steps", c.steps, "total optimizer steps")->capture_default_str();
   app->add_option("--device", c.device, "cpu or cuda")->capture_default_str();
-  app->add_option("--threads", threads, "torch intra-op threads (0: libtorch's default)")->capture_default_str();
+  app->add_option("--threads", threads, "torch and OpenBLAS threads (0: their defaults)")->capture_default_str();
   app->add_option("--init", c.init, "model.safetensors or run/checkpoint directory to start from");
   app->add_option("--save-every", c.save_every, "checkpoint every K steps (0: at the end only)")->capture_default_str();
   app->add_option("--image-every", c.image_every, "sample sheet PNG every K steps (0: never)")->capture_default_str();
@@ -53,6 +55,16 @@ void add_sampling_options(CLI::App* app, TrainConfig& c) {
   app->add_option("--temperature", c.temperature, "sampling temperature")->capture_default_str();
   app->add_option("--top-k", c.top_k, "top-k (0: off)")->capture_default_str();
   app->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->capture_default_str();
+}
+
+/// Sets libtorch's intra-op threads and, when libtorch's BLAS is OpenBLAS (Debian), OpenBLAS's
+/// own thread count, which libtorch does not control (looked up at run time: no link-time
+/// dependency on OpenBLAS).
+void set_threads(int n) {
+  if (n <= 0) return;
+  torch::set_num_threads(n);
+  using setter = void (*)(int);
+  if (void* f = ::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")) reinterpret_cast<setter>(f)(n);
 }
 
 }  // namespace
@@ -146,9 +158,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    auto threads = [](int n) {
-      if (n > 0) torch::set_num_threads(n);
-    };
+    auto threads = [](int n) { set_threads(n); };
     if (*c_sft) {
       threads(sft_threads);
       const std::int64_t override_steps = c_sft->count("--steps") ? sft.steps : 0;
