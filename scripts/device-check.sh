@@ -8,11 +8,13 @@
 #      each CUDA test binary under compute-sanitizer --tool memcheck and --tool racecheck;
 #   4. runs the CUDA benchmarks (scripts/run-cuda-bench.py: one process per operator family, JSON)
 #      and the PyTorch-eager baseline (bench/baseline/torch_baseline.py);
-#   5. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
+#   5. builds the example trainer against the machine's libtorch (in the background, from step 3 on)
+#      and runs 5 GCPO steps of the README demo with --device cuda (trainer-summary.json);
+#   6. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
 #      shape, dtype, time, GB/s, % of the copy bandwidth measured in the same run, floor, baseline,
 #      speed-up; the goals of issue 3 just above it.
-# Every stage has a time limit derived from one budget (GCPO_DEVICE_BUDGET_S, default 330 s), so
-# the whole run ends in about 5.5 minutes on an H100 whatever hangs (about 4.5 expected); stages
+# Every stage has a time limit derived from one budget (GCPO_DEVICE_BUDGET_S, default 390 s), so
+# the whole run ends in about 6.5 minutes on an H100 whatever hangs (about 5.5 expected); stages
 # that run short of time are cut and reported, never silently dropped. The CPU tests run beside
 # the CUDA tests, and the sanitizer runs 8 at a time.
 #
@@ -22,32 +24,32 @@
 #      (copies Catch2, Google Benchmark, nlohmann-json and DLPack from the Debian packages into the
 #      git-ignored .device/; with GCPO_BENCHMARK_SOURCE=<google/benchmark git dir or v1.7.1 tree>
 #      it also carries Google Benchmark's source, built there only if the carried .so won't load)
-#   2. run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=360)
+#   2. run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=420)
 #      That leaves room in the 15 device minutes for a rerun, even on a fresh machine (about 2
-#      minutes to start each): run(command="GCPO_DEVICE_BUDGET_S=270 bash scripts/device-check.sh",
+#      minutes to start each): run(command="GCPO_DEVICE_BUDGET_S=270 GCPO_SKIP=trainer bash scripts/device-check.sh",
 #      carry=[".device"], timeout_s=300); on a still-warm machine the build folder is reused.
-#   What comes back from $OUT (6 files): device-check.log (everything printed), summary.txt (the
+#   What comes back from $OUT (7 files): device-check.log (everything printed), summary.txt (the
 #   full table, every shape), summary.json, bench_cuda.json (Google Benchmark JSON, merged),
 #   baseline.jsonl (one JSON line per baseline case), logs.tar.gz (build, ctest, sanitizer,
-#   benchmark and baseline logs).
+#   benchmark and baseline logs), trainer-summary.json (the 5 GCPO steps with --device cuda).
 #
 # Without a GPU (a development machine) it says so, still configures and builds, runs the CPU
 # tests, and exits 3. Exit status: 0 everything passed; 1 the build, a test or a
 # sanitizer run failed or could not finish; 3 no GPU (nothing failed). Benchmark goals that are
 # missed do not change the exit status (benchmarks are never tests).
 #
-# Environment: GCPO_DEVICE_BUDGET_S (330), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
+# Environment: GCPO_DEVICE_BUDGET_S (390), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
-#   GCPO_SKIP (any of: tests sanitizers bench baseline), GCPO_BUILD_ALL=1 (also the host
+#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer), GCPO_BUILD_ALL=1 (also the host
 #   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
 #   Google Benchmark from .device/benchmark-src even when the carried .so loads).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 T0=$SECONDS
-BUDGET=${GCPO_DEVICE_BUDGET_S:-330}
+BUDGET=${GCPO_DEVICE_BUDGET_S:-390}
 JOBS=${GCPO_JOBS:-$(nproc 2>/dev/null || echo 4)}
 ARCH=${GCPO_CUDA_ARCH:-90}
 BUILD=${GCPO_BUILD_DIR:-build-device}
@@ -65,6 +67,9 @@ for d in /usr/local/cuda/bin /usr/local/cuda/compute-sanitizer; do
   [[ -d $d && ":$PATH:" != *":$d:"* ]] && PATH=$PATH:$d
 done
 export PATH PYTHONUNBUFFERED=1
+
+# the README demo's RL settings (demo_rl_args), shared with scripts/demo.sh
+source "$ROOT/scripts/demo-settings.sh"
 
 STAGES=()  # "name|status|seconds|note"
 FAILED=0
@@ -251,6 +256,7 @@ main() {
     show_tail "$LOGS/build.log" 30
   fi
   [[ -x $BUILD/bench/cuda/gcpo_bench_cuda ]] && echo "gcpo_bench_cuda: built" || echo "gcpo_bench_cuda: NOT built"
+  start_trainer_build
 
   # ---- 3. tests ------------------------------------------------------------------------------------
   section "tests"
@@ -431,7 +437,73 @@ print("\n".join(seen))' | grep .)
       "$n cases timed (exit $rc); official-way functions vs conformance vectors: $( ((conf == 0)) && echo match || echo MISMATCH)"
     ((rc == 0)) || show_tail "$LOGS/baseline.log" 8
   fi
+  trainer_stage
   finish
+}
+
+# ---- 6. the example trainer with --device cuda (issue 4) ------------------------------------------
+# Configured against the libtorch of the machine's PyTorch (CUDA) in its own build folder and
+# built in the background (half the cores, niced) while the tests, sanitizers and benchmarks run;
+# then a short GCPO run from the shipped warm start on the GPU. GCPO_SKIP=trainer leaves it out.
+TRAINER_BUILD=${BUILD}-trainer
+TRAINER_PID=""
+start_trainer_build() {
+  skipped trainer && return
+  ((HAVE_GPU && HAVE_TORCH)) || return
+  local prefix
+  prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null) || return
+  local args=(-S "$ROOT" -B "$TRAINER_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=ON
+    -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DGCPO_BUILD_TESTS=OFF
+    -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON -DGCPO_BUILD_TRAINER=ON -DCMAKE_POLICY_VERSION_MINIMUM=3.5
+    -DCMAKE_PREFIX_PATH="$prefix;$DEV")
+  echo "trainer: building janus_trainer in the background ($TRAINER_BUILD, libtorch from $prefix)"
+  (
+    export TORCH_CUDA_ARCH_LIST="${ARCH:0:1}.${ARCH:1}"
+    nice -n 5 cmake "${args[@]}" && nice -n 5 cmake --build "$TRAINER_BUILD" -j $(((JOBS + 1) / 2)) --target janus_trainer
+  ) >"$LOGS/trainer-build.log" 2>&1 &
+  TRAINER_PID=$!
+}
+
+trainer_stage() {
+  section "example trainer (--device cuda)"
+  if skipped trainer; then
+    record trainer SKIP 0 "GCPO_SKIP"
+    return
+  elif [[ -z $TRAINER_PID ]]; then
+    record trainer SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable: no libtorch to build against" || echo "no GPU")"
+    return
+  fi
+  local t0=$SECONDS rc t
+  t=$(limit 240 5)
+  # wait for the background build, at most what the budget leaves
+  while kill -0 "$TRAINER_PID" 2>/dev/null && ((SECONDS - t0 < t - 40)); do sleep 2; done
+  if kill -0 "$TRAINER_PID" 2>/dev/null; then
+    kill -- "$TRAINER_PID" 2>/dev/null
+    record trainer TIMEOUT $((SECONDS - t0)) "janus_trainer still building when the budget ran out (trainer-build.log)"
+    show_tail "$LOGS/trainer-build.log" 15
+    return
+  fi
+  wait "$TRAINER_PID"
+  rc=$?
+  if ((rc != 0)); then
+    record trainer FAIL $((SECONDS - t0)) "janus_trainer build failed (exit $rc, trainer-build.log)"
+    grep -E 'error|FAILED' "$LOGS/trainer-build.log" | head -n 20
+    return
+  fi
+  local bin=$TRAINER_BUILD/examples/janus/janus_trainer run=$BUILD/trainer-run
+  rm -rf "$run"
+  # the README demo's settings, a few steps, on the GPU
+  run_limited "$(limit 60 5)" "$LOGS/trainer-run.log" "$bin" -q rl --device cuda --algo gcpo \
+    --init "$ROOT/examples/janus/checkpoints/demo-8x8.safetensors" $(demo_rl_args) --steps 5 --out "$run"
+  rc=$?
+  grep -E 'summary|held-out|train reward|steps ' "$LOGS/trainer-run.log" | sed 's/^/  /'
+  [[ -f $run/summary.json ]] && cp "$run/summary.json" "$OUTDIR/trainer-summary.json"
+  if ((rc == 0)); then
+    record trainer PASS $((SECONDS - t0)) "5 GCPO steps with --device cuda ($(python3 -c 'import json,sys; print("%.2f s/step" % json.load(open(sys.argv[1]))["mean_step_seconds"])' "$run/summary.json" 2>/dev/null))"
+  else
+    record trainer FAIL $((SECONDS - t0)) "janus_trainer rl --device cuda exit $rc (trainer-run.log)"
+    show_tail "$LOGS/trainer-run.log" 20
+  fi
 }
 
 build_benchmark_static() {

@@ -3,14 +3,19 @@
 # those already present (apt-get update runs only when something is missing).
 #   scripts/install-deps.sh            # library, tests, benchmarks, demo
 #   scripts/install-deps.sh --trainer  # also libtorch for the example trainer
+#   scripts/install-deps.sh --compare  # also matplotlib for scripts/compare.py's figure
 set -euo pipefail
 
 pkgs=(cmake ninja-build g++ pkg-config catch2 libbenchmark-dev nlohmann-json3-dev libdlpack-dev
       libcli11-dev libfmt-dev libpng-dev libstb-dev)
-if [[ "${1:-}" == "--trainer" ]]; then
-  # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower.
-  pkgs+=(libtorch-dev libopenblas0-pthread)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower.
+    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread) ;;
+    --compare) pkgs+=(python3 python3-matplotlib) ;;
+    *) echo "install-deps.sh: unknown option '$arg' (use --trainer and/or --compare)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -6,6 +6,7 @@
 # layout under .device/usr (so their CMake package files find their headers and libraries
 # relative to themselves):
 #   catch2 (v2 single header + CMake config + Catch.cmake), nlohmann-json3-dev, libdlpack-dev,
+#   libcli11-dev, libpng-dev + libpng16-16 + zlib1g-dev (for the example trainer's stage),
 #   libbenchmark-dev + libbenchmark1debian (headers, CMake config, libbenchmark.so.*,
 #   libbenchmark_main.a; Debian ships no static libbenchmark.a).
 # Symbolic links are copied as files (a carried tree need not keep links).
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dest=.device
-pkgs=(catch2 nlohmann-json3-dev libdlpack-dev libbenchmark-dev libbenchmark1debian)
+pkgs=(catch2 nlohmann-json3-dev libdlpack-dev libbenchmark-dev libbenchmark1debian libcli11-dev libpng-dev libpng16-16 zlib1g-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,11 @@
+# scripts/demo-settings.sh - the README demo's GCPO settings, sourced by scripts/demo.sh and
+# scripts/device-check.sh (so the GPU check runs what the demo runs). The warm start they go
+# with, and the command that made it, are in examples/janus/checkpoints/README.md.
+DEMO_INIT=examples/janus/checkpoints/demo-8x8.safetensors
+DEMO_STEPS=${DEMO_STEPS:-150}
+# Everything but --steps, --seed, --init and --out: the warm start's task (8 x 8 grid, one and two
+# objects, a third of each tag's prompts held out), sampling at CFG 1, 4 prompts x 16 samples.
+demo_rl_args() {
+  echo --grid 8 --tags single_object,two_object --heldout-fraction 0.34 --split-seed 0 --cfg 1 \
+    --prompts 4 --group 16 --lr 3e-4 --beta 0.01 --eval-every 50 --eval-samples 32 --image-every 20 --save-every 0
+}
