@@ -45,7 +45,7 @@ cat <<MSG
   $OUTDIR/summary.json             the run's summary: held-out accuracy at start and end, rewards, timing
   $OUTDIR/metrics.jsonl            one JSON line per step: reward, reward std, per-tag accuracy, KL,
                                    critical fraction, mean entropy, step time
-  $OUTDIR/images/step-*.png        the sampled groups every 10 steps (green frame: correct)
+  $OUTDIR/images/step-*.png        the sampled groups every 20 steps (green frame: correct, red: wrong)
   $OUTDIR/eval/step-000000.png     held-out prompts before training ...
   $OUTDIR/eval/step-$(printf '%06d' "$DEMO_STEPS").png     ... and after (prompts and verdicts in the .txt beside each)
   $OUTDIR/model.safetensors        the trained policy (janus_trainer sample --model ... --prompt ...)

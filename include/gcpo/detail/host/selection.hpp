@@ -8,6 +8,7 @@
 #include <new>
 
 #include "../../selection.hpp"
+#include "cpu_dispatch.hpp"
 #include "similarity.hpp"
 
 #if (defined(__SSE__) || defined(_M_X64)) && !defined(__CUDACC__) && !defined(GCPO_NO_HOST_SSE_SQRT)
@@ -30,7 +31,7 @@ namespace host_impl {
 
 /// Causal 5-point local mean of one H x W map: sum of self, left, upper-left, up, upper-right
 /// (those that exist, in that order) divided by their count.
-inline void smooth_map(const float* E, float* M, std::int64_t H, std::int64_t W) noexcept {
+GCPO_FORCEINLINE void smooth_map(const float* E, float* M, std::int64_t H, std::int64_t W) noexcept {
   if (H < 1 || W < 1) return;
   M[0] = E[0] / 1.0f;
   for (std::int64_t j = 1; j < W; ++j) M[j] = (E[j] + E[j - 1]) / 2.0f;
@@ -63,7 +64,7 @@ inline void sqrt_in_place(float* x, std::int64_t n) noexcept {
 
 /// Central-difference gradient magnitude of one H x W map: dx = (M[i,j+1] - M[i,j-1]) / 2 inside,
 /// one-sided at the borders, 0 when W = 1; dy the same along columns; sqrt(dx^2 + dy^2).
-inline void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t W) noexcept {
+GCPO_FORCEINLINE void gradient_map(const float* M, float* Gm, std::int64_t H, std::int64_t W) noexcept {
   if (H < 1 || W < 1) return;
   if (H == 1 || W == 1) {  // degenerate grids: the definition, element by element
     for (std::int64_t i = 0; i < H; ++i)
@@ -128,6 +129,17 @@ GCPO_FORCEINLINE std::uint32_t topk_key(float f, std::uint32_t flip) noexcept {
   return (b & 0x7fffffffu) > 0x7f800000u ? 0u : (u ^ flip);
 }
 
+/// Index of the highest set bit of x, -1 for 0.
+GCPO_FORCEINLINE int highest_bit(std::uint32_t x) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  return x == 0u ? -1 : 31 - __builtin_clz(x);
+#else
+  int n = -1;
+  for (; x != 0u; x >>= 1) ++n;
+  return n;
+#endif
+}
+
 /// Count-trailing-zeros of a nonzero 64-bit word.
 GCPO_FORCEINLINE int ctz64(std::uint64_t x) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
@@ -181,9 +193,11 @@ GCPO_FORCEINLINE std::uint32_t find_digit(const std::uint16_t (*h)[256], std::in
 /// pass; whatever still ties after the last digit is taken in index order. Two interleaved
 /// histograms halve the store-to-load chains when many keys share a digit. `Count` holds m.
 template <class Count, class KeyAt>
-void radix_passes(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t need, int shift,
+GCPO_FORCEINLINE void radix_passes(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t need, int shift,
                   std::uint8_t* mask) noexcept {
-  for (; shift >= 0 && need < m; shift -= 8) {
+  // Digits at shift, shift - 8, ..., the last one at 0 (it may overlap bits that an earlier
+  // pass already found equal among the candidates, which changes nothing).
+  for (; shift >= 0 && need < m; shift = shift >= 8 || shift == 0 ? shift - 8 : 0) {
     Count hist[2][256] = {};
     std::int64_t i = 0;
     for (; i + 2 <= m; i += 2) {
@@ -214,7 +228,7 @@ void radix_passes(KeyAt key_at, std::int32_t* idx, std::int64_t m, std::int64_t 
 /// candidates above the k-th key's top digit and flag those at it, gathered 8 flags at a time.
 /// Larger n: the same select with keys computed on the fly.
 template <class Eligible>
-void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k, bool largest, Eligible eligible,
+GCPO_FORCEINLINE void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k, bool largest, Eligible eligible,
                std::uint8_t* mask, std::int32_t* idx) noexcept {
   if (k <= 0 || n <= 0) return;
   const std::uint32_t flip = largest ? 0u : 0xffffffffu;
@@ -246,22 +260,35 @@ void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k
     for (std::int64_t i = 0; i < n; ++i) mk[i] = static_cast<std::uint8_t>(mk[i] | (kb[i] != 0u ? 1 : 0));
     return;
   }
-  // First pass, on positions: the ineligible ones all sit in digit 0 and are taken out of its count.
+  // The eligible keys all agree on every bit above the highest bit in which any two of them
+  // differ (the highest bit of OR ^ AND over them): the first digit is the 8 bits ending there.
+  // (Similarities and entropy gradients cluster in a binade or two: a fixed top byte would leave
+  // nearly all of them tied after the first pass.) Ineligible keys (0) land in digit 0 there
+  // too and come out of its count; an eligible key's digit 0 is still told apart by kb != 0.
+  std::uint32_t any = 0, all = 0xffffffffu;
+  for (std::int64_t i = 0; i < n; ++i) {
+    any |= kb[i];
+    all &= kb[i] != 0u ? kb[i] : 0xffffffffu;
+  }
+  const int top = highest_bit(any ^ all);  // -1 when every eligible key is equal
+  const int shift = top > 7 ? top - 7 : 0;
+  // First pass, on positions.
   std::uint16_t hist[2][256] = {};  // n <= 2048: 16-bit counts
   std::int64_t i = 0;
   for (; i + 2 <= n; i += 2) {
-    ++hist[0][kb[i] >> 24];
-    ++hist[1][kb[i + 1] >> 24];
+    ++hist[0][(kb[i] >> shift) & 0xffu];
+    ++hist[1][(kb[i + 1] >> shift) & 0xffu];
   }
-  if (i < n) ++hist[0][kb[i] >> 24];
+  if (i < n) ++hist[0][(kb[i] >> shift) & 0xffu];
   hist[0][0] = static_cast<std::uint16_t>(hist[0][0] + hist[1][0] - zeros);
   hist[1][0] = 0;
   std::int64_t above = 0;
   const std::uint32_t digit = find_digit(hist, k, above);
-  std::uint8_t at[buffered + 8];  // 1 where an eligible key has the threshold's top digit
+  std::uint8_t at[buffered + 8];  // 1 where an eligible key has the threshold's first digit
   for (std::int64_t j = 0; j < n; ++j) {
-    mk[j] = static_cast<std::uint8_t>(mk[j] | ((kb[j] >> 24) > digit ? 1 : 0));
-    at[j] = static_cast<std::uint8_t>(((kb[j] >> 24) == digit) & (kb[j] != 0u));
+    const std::uint32_t d = (kb[j] >> shift) & 0xffu;
+    mk[j] = static_cast<std::uint8_t>(mk[j] | (d > digit ? 1 : 0));
+    at[j] = static_cast<std::uint8_t>((d == digit) & (kb[j] != 0u));
   }
   std::memset(at + n, 0, 8);
   std::int64_t count = 0;
@@ -270,7 +297,11 @@ void topk_mark(const float* key, std::int64_t lo, std::int64_t n, std::int64_t k
     std::memcpy(&bits, at + w, 8);
     for (; bits != 0; bits &= bits - 1) idx[count++] = static_cast<std::int32_t>(w + (ctz64(bits) >> 3));
   }
-  radix_passes<std::uint16_t>([&kb](std::int32_t t) { return kb[t]; }, idx, count, k - above, 16, mk);
+  if (shift > 0)
+    radix_passes<std::uint16_t>([&kb](std::int32_t t) { return kb[t]; }, idx, count, k - above, shift >= 8 ? shift - 8 : 0,
+                                mk);
+  else
+    for (std::int64_t j = 0; j < k - above; ++j) mk[idx[j]] = 1;  // all bits seen: ties in index order
 }
 
 /// Index scratch of the standalone top-k operators: on the stack up to 2048 positions (N of
@@ -291,6 +322,54 @@ class index_scratch {
   std::int32_t local_[small];
   std::int32_t* p_;
 };
+
+/// Everything the per-rollout loop of select_critical_tokens reads and writes.
+struct selection_rows {
+  const float* ent;
+  const float* sim;
+  float* smooth;
+  float* grad;
+  std::uint8_t* init;
+  std::uint8_t* gmask;
+  std::uint8_t* smask;
+  std::uint8_t* crit;
+  std::int32_t* counts;  ///< or null
+  std::int32_t* idx;     ///< N entries of scratch
+  std::int64_t R, N;
+  grid_shape g;
+  selection_counts c;
+};
+
+/// The per-rollout loop of select_critical_tokens (one body, compiled generic and AVX2).
+GCPO_FORCEINLINE void select_rows_body(const selection_rows& a) noexcept {
+  const std::int64_t N = a.N;
+  for (std::int64_t r = 0; r < a.R; ++r) {
+    const std::int64_t o = r * N;
+    std::memset(a.gmask + o, 0, static_cast<std::size_t>(N));
+    std::memset(a.smask + o, 0, static_cast<std::size_t>(N));
+    for (std::int64_t t = 0; t < N; ++t) a.init[o + t] = t < a.c.initial ? 1 : 0;
+    smooth_map(a.ent + o, a.smooth + o, a.g.height, a.g.width);
+    gradient_map(a.smooth + o, a.grad + o, a.g.height, a.g.width);
+    topk_mark(a.grad + o, a.c.window_start, a.c.window, a.c.gradient, true, [](std::int64_t) { return true; },
+              a.gmask + o, a.idx);
+    const std::uint8_t* ir = a.init + o;
+    const std::uint8_t* gr = a.gmask + o;
+    topk_mark(a.sim + o, 0, N, a.c.similarity, false, [ir, gr](std::int64_t t) { return (ir[t] | gr[t]) == 0; },
+              a.smask + o, a.idx);
+    std::int32_t cnt = 0;
+    for (std::int64_t t = 0; t < N; ++t) {
+      const std::uint8_t v = (a.init[o + t] | a.gmask[o + t] | a.smask[o + t]) ? 1 : 0;
+      a.crit[o + t] = v;
+      cnt += v;
+    }
+    if (a.counts) a.counts[r] = cnt;
+  }
+}
+
+inline void select_rows_generic(const selection_rows& a) noexcept { select_rows_body(a); }
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+GCPO_HOST_TARGET_AVX2 inline void select_rows_avx2(const selection_rows& a) noexcept { select_rows_body(a); }
+#endif
 
 }  // namespace host_impl
 }  // namespace detail
@@ -460,27 +539,15 @@ inline status select_critical_tokens(const selection_inputs& in, const selection
 
   const float* ent = in.entropy.as<const float>();
   std::uint8_t* crit = out.critical.as<std::uint8_t>();
-  for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t o = r * N;
-    std::memset(gmask + o, 0, static_cast<std::size_t>(N));
-    std::memset(smask + o, 0, static_cast<std::size_t>(N));
-    for (std::int64_t t = 0; t < N; ++t) init[o + t] = t < c.initial ? 1 : 0;
-    detail::host_impl::smooth_map(ent + o, smooth + o, g.height, g.width);
-    detail::host_impl::gradient_map(smooth + o, grad + o, g.height, g.width);
-    detail::host_impl::topk_mark(grad + o, c.window_start, c.window, c.gradient, true,
-                                 [](std::int64_t) { return true; }, gmask + o, idx);
-    const std::uint8_t* ir = init + o;
-    const std::uint8_t* gr = gmask + o;
-    detail::host_impl::topk_mark(sim + o, 0, N, c.similarity, false,
-                                 [ir, gr](std::int64_t t) { return (ir[t] | gr[t]) == 0; }, smask + o, idx);
-    std::int32_t cnt = 0;
-    for (std::int64_t t = 0; t < N; ++t) {
-      const std::uint8_t v = (init[o + t] | gmask[o + t] | smask[o + t]) ? 1 : 0;
-      crit[o + t] = v;
-      cnt += v;
-    }
-    if (out.counts.present()) out.counts.as<std::int32_t>()[r] = cnt;
+  std::int32_t* counts = out.counts.present() ? out.counts.as<std::int32_t>() : nullptr;
+  const detail::host_impl::selection_rows rows{ent, sim, smooth, grad, init, gmask, smask, crit, counts, idx, R, N, g, c};
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+  if (detail::host_impl::host_has_avx2()) {
+    detail::host_impl::select_rows_avx2(rows);
+    return ok();
   }
+#endif
+  detail::host_impl::select_rows_generic(rows);
   return ok();
 }
 

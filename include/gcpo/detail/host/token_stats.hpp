@@ -10,6 +10,7 @@
 #include "../../token_stats.hpp"
 #include "../dispatch.hpp"
 #include "../math.hpp"
+#include "cpu_dispatch.hpp"
 
 namespace gcpo {
 namespace detail {
@@ -31,11 +32,6 @@ namespace host_impl {
 // The code stays right under -ffast-math for finite inputs (no infinity sentinels in control
 // flow; exp_nonpos takes n from bits); NaN / inf handling then follows the user's promise.
 
-#if !defined(GCPO_NO_HOST_DISPATCH) && !defined(__CUDACC__) && !defined(__AVX2__) && \
-    (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#define GCPO_HOST_AVX2_DISPATCH 1
-#define GCPO_HOST_TARGET_AVX2 __attribute__((target("avx2")))
-#endif
 
 // With GCC or Clang both passes over a full chunk are written with vector extensions
 // (`vector_size`), W floats wide: 8 in the AVX2 clone, 4 otherwise. GCC does not vectorise the
@@ -329,8 +325,6 @@ GCPO_HOST_TARGET_AVX2 status token_stats_avx2(const_tensor_view logits, const_te
   return token_stats_rows<8, T, I>(logits, tokens, entropy, logprob, lse, inv_t);
 }
 
-/// True when the CPU (and OS) support AVX2.
-inline bool host_has_avx2() noexcept { return __builtin_cpu_supports("avx2"); }
 #endif
 
 template <class T, class I>
