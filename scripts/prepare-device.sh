@@ -49,7 +49,7 @@ for p in "${pkgs[@]}"; do
       /usr/*) ;;
       *) continue ;;
     esac
-    [[ -d "$f" && ! -L "$f" ]] && continue
+    [[ -d "$f" ]] && continue  # directories (and links to them: /usr/include/libpng) come with their files
     [[ -e "$f" ]] || continue
     mkdir -p "$dest$(dirname "$f")"
     cp -L "$f" "$dest$f"
