@@ -630,7 +630,15 @@ TEST_CASE("select_critical_tokens: preconditions and workspace", "[selection]") 
     GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(e, out, o, ws), sc::invalid_argument,
                      "`inputs.embeddings` must have rank 3 ([R, N, D]) but has rank 2");
     e.embeddings = cview(emb, {R, N, D});  // similarity_opts.group not set
-    GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(e, out, o, ws), sc::invalid_argument, "`options.group` (0) must be in [2, 1024]");
+    GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(e, out, o, ws), sc::invalid_argument,
+                     "`inputs.similarity_opts.group` (0) must be in [2, 1024]");
+    e.similarity_opts.group = 3;  // R = 2 rollouts
+    GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(e, out, o, ws), sc::invalid_argument,
+                     "`inputs.entropy.shape[0]` (R = 2) must be a multiple of `inputs.similarity_opts.group` (3)");
+    e.similarity_opts.group = 2;
+    e.similarity_opts.eps = 0.0f;
+    GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(e, out, o, ws), sc::invalid_argument,
+                     "`inputs.similarity_opts.eps` (0) must be finite and > 0");
     gcpo::selection_inputs s = in;
     s.similarity = cview(sim, {R, N - 1});
     GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(s, out, o, ws), sc::invalid_argument,

@@ -464,6 +464,29 @@ TEST_CASE("views: make_strided_view and is_contiguous", "[views]") {
   CHECK(partial.strides[2] == 1);
 }
 
+TEST_CASE("views: too many extents or strides give a malformed view that operators reject", "[views][validate]") {
+  std::vector<float> buf(64);
+  // 5 extents: not truncated to 4, but marked malformed
+  const gcpo::tensor_view five = gcpo::make_view(buf.data(), {1, 2, 2, 2, 2});
+  CHECK(five.rank == gcpo::malformed_rank);
+  CHECK(five.present());
+  GCPO_CHECK_ERROR(gcpo::detail::check_rank(five, "x", 4, "[a, b, c, d]"), gcpo::status_code::invalid_argument,
+                   "`x` is malformed (rank -1): a view has at most 4 extents and no more strides than extents");
+  // more strides than extents
+  const gcpo::tensor_view extra = gcpo::make_strided_view(buf.data(), {2, 4}, {8, 2, 1});
+  CHECK(extra.rank == gcpo::malformed_rank);
+  GCPO_CHECK_ERROR(gcpo::detail::check_present(extra, "y"), gcpo::status_code::invalid_argument, "`y` is malformed");
+  // 4 extents and as many strides are fine
+  GCPO_REQUIRE_OK(gcpo::detail::check_rank(gcpo::make_strided_view(buf.data(), {1, 2, 2, 2}, {8, 4, 2, 1}), "z", 4, "[4]"));
+  // an operator names the argument
+  std::vector<float> out(4);
+  const gcpo::const_tensor_view logits5 = gcpo::make_view(static_cast<const float*>(buf.data()), {1, 1, 2, 2, 2});
+  GCPO_CHECK_ERROR(gcpo::host::token_stats(logits5, {}, gcpo::make_view(out.data(), {1, 1}), {}, {}, {}),
+                   gcpo::status_code::invalid_argument, "`logits` is malformed");
+  GCPO_CHECK_ERROR(gcpo::host::count_nonfinite(five, gcpo::make_view(reinterpret_cast<std::int64_t*>(out.data()), {1})),
+                   gcpo::status_code::invalid_argument, "is malformed");
+}
+
 // ------------------------------------------------------------------------------------------
 // DLPack
 

@@ -133,6 +133,19 @@ inline status validate_select_critical_tokens(const selection_inputs& in, const 
     GCPO_TRY(check_extent(in.tokens, "inputs.tokens", 0, R, "`inputs.entropy.shape[0]`"));
     GCPO_TRY(check_extent(in.tokens, "inputs.tokens", 1, N, "`inputs.entropy.shape[1]`"));
   }
+  if (!in.similarity.present()) {  // computed here: name the options as the caller wrote them
+    const similarity_options& so = in.similarity_opts;
+    if (so.group < 2 || so.group > max_similarity_group)
+      return status::error(status_code::invalid_argument, "`inputs.similarity_opts.group` (%lld) must be in [2, %lld]",
+                           static_cast<long long>(so.group), static_cast<long long>(max_similarity_group));
+    if (R % so.group != 0)
+      return status::error(status_code::invalid_argument,
+                           "`inputs.entropy.shape[0]` (R = %lld) must be a multiple of `inputs.similarity_opts.group` (%lld)",
+                           static_cast<long long>(R), static_cast<long long>(so.group));
+    if (!(so.eps > 0.0f) || !std::isfinite(so.eps))
+      return status::error(status_code::invalid_argument, "`inputs.similarity_opts.eps` (%g) must be finite and > 0",
+                           static_cast<double>(so.eps));
+  }
   GCPO_TRY(check_map(out.critical, "outputs.critical", R, N, dtype::uint8, space, "`inputs.entropy.shape[0]`"));
   if (out.counts.present()) {
     GCPO_TRY(check_rank(out.counts, "outputs.counts", 1, "[R]"));

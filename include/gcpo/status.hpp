@@ -43,7 +43,7 @@ inline const char* to_string(status_code c) noexcept {
 }
 
 /// The result of an operator: a code and a human-readable message (empty on success).
-/// Trivially copyable; 264 bytes.
+/// Trivially copyable: the code and a `max_message`-byte message (260 bytes with a 4-byte code).
 class [[nodiscard]] status {
  public:
   static constexpr std::size_t max_message = 256;

@@ -91,7 +91,12 @@ template <class T>
 using view_for = std::conditional_t<std::is_const<T>::value, const_tensor_view, tensor_view>;
 }
 
-/// A row-major contiguous view of `data` with the given extents (rank 1..4).
+/// Rank of a malformed view (more than `max_rank` extents, or more strides than extents):
+/// every operator rejects it, naming the argument, instead of using a truncated shape.
+constexpr int malformed_rank = -1;
+
+/// A row-major contiguous view of `data` with the given extents (rank 1..4; more extents give
+/// a malformed view that operators reject).
 /// `T` is one of float, bfloat16, float16, int32_t, int64_t, uint8_t (optionally const).
 template <class T>
 detail::view_for<T> make_view(T* data, std::initializer_list<std::int64_t> shape,
@@ -100,12 +105,13 @@ detail::view_for<T> make_view(T* data, std::initializer_list<std::int64_t> shape
   v.data = data;
   v.type = dtype_of<T>::value;
   v.space = space;
-  v.rank = static_cast<int>(shape.size() > max_rank ? max_rank : shape.size());
-  int i = 0;
-  for (std::int64_t s : shape) {
-    if (i == max_rank) break;
-    v.shape[i++] = s;
+  if (shape.size() > static_cast<std::size_t>(max_rank)) {
+    v.rank = malformed_rank;
+    return v;
   }
+  v.rank = static_cast<int>(shape.size());
+  int i = 0;
+  for (std::int64_t s : shape) v.shape[i++] = s;
   std::int64_t stride = 1;
   for (int d = v.rank - 1; d >= 0; --d) {
     v.strides[d] = stride;
@@ -115,16 +121,20 @@ detail::view_for<T> make_view(T* data, std::initializer_list<std::int64_t> shape
 }
 
 /// A view with explicit strides (in elements), e.g. rows of logits inside a larger buffer.
+/// Fewer strides than extents set the leading ones (the rest stay row-major); more strides than
+/// extents give a malformed view that operators reject.
 template <class T>
 detail::view_for<T> make_strided_view(T* data, std::initializer_list<std::int64_t> shape,
                                       std::initializer_list<std::int64_t> strides,
                                       memory_space space = memory_space::host) noexcept {
   detail::view_for<T> v = make_view(data, shape, space);
-  int i = 0;
-  for (std::int64_t s : strides) {
-    if (i == max_rank) break;
-    v.strides[i++] = s;
+  if (v.rank == malformed_rank) return v;
+  if (strides.size() > shape.size()) {
+    v.rank = malformed_rank;
+    return v;
   }
+  int i = 0;
+  for (std::int64_t s : strides) v.strides[i++] = s;
   return v;
 }
 

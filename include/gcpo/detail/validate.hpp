@@ -18,6 +18,10 @@ namespace detail {
 template <class P>
 status check_present(const basic_tensor_view<P>& v, const char* name) noexcept {
   if (v.absent()) return status::error(status_code::invalid_argument, "`%s` is required but was not given", name);
+  if (v.rank < 0 || v.rank > max_rank)
+    return status::error(status_code::invalid_argument,
+                         "`%s` is malformed (rank %d): a view has at most %d extents and no more strides than extents",
+                         name, v.rank, max_rank);
   if (v.data == nullptr && v.numel() > 0)
     return status::error(status_code::invalid_argument, "`%s.data` is null but the view has %lld elements", name,
                          static_cast<long long>(v.numel()));
