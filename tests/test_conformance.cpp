@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "conformance_json.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;
@@ -23,21 +24,14 @@ using gcpo_test::comparison;
 
 namespace {
 
-constexpr double value_atol = 1e-5, value_rtol = 1e-4;
-constexpr double grad_atol = 1e-7, grad_rtol = 1e-3;
 
-std::vector<float> floats(const nlohmann::json& j) {
-  std::vector<float> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(static_cast<float>(x.get<double>()));
-  return v;
-}
-std::vector<double> doubles(const nlohmann::json& j) {
-  std::vector<double> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(x.get<double>());
-  return v;
-}
+using gcpo_conformance::cases_in;
+using gcpo_conformance::doubles;
+using gcpo_conformance::floats;
+using gcpo_conformance::grad_atol;
+using gcpo_conformance::grad_rtol;
+using gcpo_conformance::value_atol;
+using gcpo_conformance::value_rtol;
 
 /// Runs one case; returns a report of every field that is off (empty when all match).
 std::string run_case(const fs::path& path) {
@@ -55,10 +49,9 @@ std::string run_case(const fs::path& path) {
     fail("format is not gcpo-conformance/1\n");
     return report;
   }
-  const auto& sh = c["shape"];
-  const std::int64_t P = sh["prompts"], G = sh["group"], H = sh["height"], W = sh["width"], V = sh["vocab"],
-                     D = sh["embed_dim"];
-  const std::int64_t R = P * G, N = H * W;
+  const gcpo_conformance::case_shape shape = gcpo_conformance::shape_of(c);
+  const std::int64_t G = shape.G, H = shape.H, W = shape.W, V = shape.V, D = shape.D, R = shape.R,
+                     N = shape.N;
   const auto& prm = c["params"];
   const auto& in = c["inputs"];
   const auto& ex = c["expected"];
@@ -207,14 +200,6 @@ std::string run_case(const fs::path& path) {
   return report;
 }
 
-std::vector<fs::path> cases_in(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == ".json") out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 void run_folder(const fs::path& dir) {
   const std::vector<fs::path> cases = cases_in(dir);

@@ -63,7 +63,7 @@ inline status count_nonfinite(const_tensor_view x, tensor_view count) noexcept {
 }
 
 /// `ok()` when every element of `x` is finite; otherwise `non_finite` naming `name` and the
-/// first offending element in row-major order ("`entropy[3]` is nan"). Host only.
+/// first offending element by its row-major index ("`entropy` element 3 (row-major) is nan"). Host only.
 inline status check_finite(const_tensor_view x, const char* name) noexcept {
   GCPO_TRY(detail::check_present(x, name));
   GCPO_TRY(detail::check_space(x, name, memory_space::host));

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "conformance_json.hpp"
 #include "cuda_support.hpp"
 
 namespace fs = std::filesystem;
@@ -17,18 +18,9 @@ namespace {
 
 using namespace gcpo_cuda_test;
 
-std::vector<float> floats(const nlohmann::json& j) {
-  std::vector<float> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(static_cast<float>(x.get<double>()));
-  return v;
-}
-std::vector<double> doubles(const nlohmann::json& j) {
-  std::vector<double> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(x.get<double>());
-  return v;
-}
+using gcpo_conformance::cases_in;
+using gcpo_conformance::doubles;
+using gcpo_conformance::floats;
 
 template <class T>
 std::vector<double> to_doubles(const std::vector<T>& v) {
@@ -41,10 +33,9 @@ void run_case(const fs::path& path) {
   REQUIRE(f.good());
   const nlohmann::json c = nlohmann::json::parse(f);
   REQUIRE(c.value("format", "") == "gcpo-conformance/1");
-  const auto& sh = c["shape"];
-  const std::int64_t P = sh["prompts"], G = sh["group"], H = sh["height"], W = sh["width"], V = sh["vocab"],
-                     D = sh["embed_dim"];
-  const std::int64_t R = P * G, N = H * W;
+  const gcpo_conformance::case_shape shape = gcpo_conformance::shape_of(c);
+  const std::int64_t G = shape.G, H = shape.H, W = shape.W, V = shape.V, D = shape.D, R = shape.R,
+                     N = shape.N;
   const auto& prm = c["params"];
   const auto& in = c["inputs"];
   const auto& ex = c["expected"];
@@ -178,14 +169,6 @@ void run_case(const fs::path& path) {
   check_close(d_glogits.download(), doubles(ex["grad_policy_logits"]), grad_atol, grad_rtol, "grad_policy_logits");
 }
 
-std::vector<fs::path> cases_in(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == ".json") out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 }  // namespace
 
