@@ -788,6 +788,9 @@ ScoreResult score(const Detections& d, const Metadata& meta, const ScoreOptions&
     sgroups.push_back(matched ? std::optional<std::vector<int>>(objs) : std::nullopt);
   }
   res.strict_correct = strict && excludes_ok;
+  int asked = 0;
+  for (const Include& req : meta.include) asked += req.count;
+  res.clean_correct = res.correct && static_cast<int>(d.components.size()) == asked && d.small_components == 0;
   double sum = 0;
   for (double t : terms) sum += t;
   res.partial = terms.empty() ? 0.0 : sum / static_cast<double>(terms.size());
@@ -796,6 +799,7 @@ ScoreResult score(const Detections& d, const Metadata& meta, const ScoreOptions&
     case ScoreMode::binary: res.reward = res.correct ? 1.0 : 0.0; break;
     case ScoreMode::strict: res.reward = res.strict_correct ? 1.0 : 0.0; break;
     case ScoreMode::partial: res.reward = res.partial; break;
+    case ScoreMode::clean: res.reward = res.clean_correct ? 1.0 : 0.0; break;
   }
   return res;
 }
@@ -1136,13 +1140,15 @@ std::string num(double v) {
 }
 std::string stats_json(const TagStats& t) {
   return "\"n\": " + std::to_string(t.n) + ", \"accuracy\": " + num(t.accuracy()) +
-         ", \"strict_accuracy\": " + num(t.strict_accuracy()) + ", \"mean_reward\": " + num(t.mean_reward()) +
+         ", \"strict_accuracy\": " + num(t.strict_accuracy()) + ", \"clean_accuracy\": " + num(t.clean_accuracy()) +
+         ", \"mean_reward\": " + num(t.mean_reward()) +
          ", \"mean_partial\": " + num(t.mean_partial());
 }
 void add(TagStats& t, const ScoreResult& r) {
   t.n += 1;
   t.correct += r.correct;
   t.strict_correct += r.strict_correct;
+  t.clean_correct += r.clean_correct;
   t.reward_sum += r.reward;
   t.partial_sum += r.partial;
 }

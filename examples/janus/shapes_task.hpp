@@ -485,6 +485,7 @@ enum class ScoreMode : std::uint8_t {
   binary,   ///< GenEval's correctness, 1 or 0 (the reward the official trainer uses)
   strict,   ///< exact counts, 1 or 0
   partial,  ///< the mean of per-clause terms, <= 1 (can be negative: 1 - |count - found| / count)
+  clean,    ///< binary correct and nothing else drawn, 1 or 0 (not a GenEval rule; see ScoreResult)
 };
 
 /// Options of the scorer.
@@ -529,6 +530,11 @@ struct ScoreResult {
   bool strict_correct = false;  ///< strict rule (exact counts of included classes and colours;
                                 ///< exclude clauses applied too)
   double partial = 0;           ///< partial score (0 when there is no include clause)
+  /// Binary correct, and the image holds nothing the prompt did not ask for: as many objects
+  /// (components of at least min_area, any class) as the include clauses' counts add up to,
+  /// and no component below min_area. Not a GenEval rule: GenEval allows extra objects unless
+  /// an exclude clause forbids them, which a policy can exploit by drawing clutter.
+  bool clean_correct = false;
   std::vector<ClauseResult> include;
   std::vector<ExcludeResult> exclude;
   std::string reason;           ///< why the binary rule failed, one line per failure ("" if correct)
@@ -554,10 +560,12 @@ struct TagStats {
   int n = 0;
   int correct = 0;          ///< binary rule
   int strict_correct = 0;
+  int clean_correct = 0;    ///< ScoreResult::clean_correct (not a GenEval rule)
   double reward_sum = 0;    ///< sum of ScoreResult::reward (the mode asked)
   double partial_sum = 0;
   double accuracy() const noexcept { return n ? static_cast<double>(correct) / n : 0.0; }
   double strict_accuracy() const noexcept { return n ? static_cast<double>(strict_correct) / n : 0.0; }
+  double clean_accuracy() const noexcept { return n ? static_cast<double>(clean_correct) / n : 0.0; }
   double mean_reward() const noexcept { return n ? reward_sum / n : 0.0; }
   double mean_partial() const noexcept { return n ? partial_sum / n : 0.0; }
 };
@@ -568,7 +576,7 @@ struct EvalReport {
   TagStats all;                            ///< every sample together
   /// GenEval's overall score: the mean of the per-tag accuracies over the tags present.
   double overall() const noexcept;
-  /// One-line JSON: {"overall": ..., "accuracy": ..., "strict_accuracy": ..., "mean_reward": ...,
+  /// One-line JSON: {"overall": ..., "accuracy": ..., "strict_accuracy": ..., "clean_accuracy": ..., "mean_reward": ...,
   /// "n": ..., "tags": {"single_object": {"n": ..., "accuracy": ..., ...}, ...}} (tags with n > 0).
   std::string to_json() const;
 };

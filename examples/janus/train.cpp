@@ -74,7 +74,8 @@ shapes::ScoreMode score_mode(const std::string& s) {
   if (s == "binary") return shapes::ScoreMode::binary;
   if (s == "strict") return shapes::ScoreMode::strict;
   if (s == "partial") return shapes::ScoreMode::partial;
-  throw std::invalid_argument("reward must be binary, strict or partial, not '" + s + "'");
+  if (s == "clean") return shapes::ScoreMode::clean;
+  throw std::invalid_argument("reward must be binary, strict, partial or clean, not '" + s + "'");
 }
 
 /// A progress bar with ETA on stderr (a redrawn line on a terminal, periodic lines otherwise).
@@ -751,9 +752,10 @@ nlohmann::json run_heldout_eval(Trainer& tr, const std::string& out, Progress& p
     write_prompts(base + ".txt", ev.metas, ev.scores);
   }
   char line[200];
-  std::snprintf(line, sizeof line, "eval @ step %lld: held-out accuracy %.3f (GenEval overall %.3f) over %zu images, %.1fs",
-                static_cast<long long>(tr.step()), ev.report.all.accuracy(), ev.report.overall(), ev.grids.size(),
-                ev.seconds);
+  std::snprintf(line, sizeof line,
+                "eval @ step %lld: held-out accuracy %.3f (GenEval overall %.3f; clean %.3f) over %zu images, %.1fs",
+                static_cast<long long>(tr.step()), ev.report.all.accuracy(), ev.report.overall(),
+                ev.report.all.clean_accuracy(), ev.grids.size(), ev.seconds);
   progress.note(line);
   return j;
 }
@@ -897,9 +899,12 @@ int run_training(TrainConfig config, const std::string& resume, std::int64_t ste
     std::fprintf(stderr, "train reward: first 10 steps %.3f, last 10 steps %.3f\n", summary["reward_first10"].get<double>(),
                  summary["reward_last10"].get<double>());
   if (!eval_first.is_null())
-    std::fprintf(stderr, "held-out accuracy: %.3f at start -> %.3f at end (GenEval overall %.3f -> %.3f)\n",
+    std::fprintf(stderr,
+                 "held-out accuracy: %.3f at start -> %.3f at end (GenEval overall %.3f -> %.3f; clean, nothing "
+                 "unasked drawn: %.3f -> %.3f)\n",
                  eval_first.at("accuracy").get<double>(), eval_last.at("accuracy").get<double>(),
-                 eval_first.at("overall").get<double>(), eval_last.at("overall").get<double>());
+                 eval_first.at("overall").get<double>(), eval_last.at("overall").get<double>(),
+                 eval_first.at("clean_accuracy").get<double>(), eval_last.at("clean_accuracy").get<double>());
   else
     std::fprintf(stderr, "held-out accuracy: %.3f (GenEval overall %.3f)\n", eval_last.at("accuracy").get<double>(),
                  eval_last.at("overall").get<double>());

@@ -34,7 +34,7 @@ struct TrainConfig {
   int grid_width = 16;
   double heldout_fraction = 0.2;
   std::uint64_t split_seed = 0;
-  std::string reward = "binary";  ///< binary | strict | partial (GenEval rules)
+  std::string reward = "binary";  ///< binary | strict | partial (GenEval rules) | clean
   bool chat_template = true;      ///< "User: <p>\n\nAssistant:" frame (official training form)
   std::string tags;               ///< comma-separated tags to train and evaluate on ("": all six)
 

@@ -47,7 +47,7 @@ void add_task_options(CLI::App* app, TrainConfig& c) {
   app->add_option("--heldout-fraction", c.heldout_fraction, "held-out prompts per tag")->capture_default_str();
   app->add_option("--split-seed", c.split_seed, "which prompts are held out")->capture_default_str();
   app->add_option("--tags", c.tags, "comma-separated tags to train/evaluate on (default: all)");
-  app->add_option("--reward", c.reward, "binary, strict or partial (GenEval rules)")->capture_default_str();
+  app->add_option("--reward", c.reward, "binary, strict or partial (GenEval rules), or clean (binary and nothing unasked drawn)")->capture_default_str();
 }
 
 void add_sampling_options(CLI::App* app, TrainConfig& c) {

@@ -263,12 +263,26 @@ TEST_CASE("score single_object", "[shapes][scorer]") {
     CHECK(r.include[0].count_check == Check::passed);
     CHECK(r.include[0].color_check == Check::not_asked);
   }
-  SECTION("other classes are allowed") {
+  SECTION("other classes are allowed by GenEval, not by the clean rule") {
     put(g, Shape::circle, 5, 3, 3, Color::green);
+    CHECK(score(g, m).clean_correct);  // the circle alone
     put(g, Shape::square, 3, 10, 10, Color::red);
     const ScoreResult r = score(g, m);
     CHECK(r.correct);
     CHECK(r.strict_correct);
+    CHECK_FALSE(r.clean_correct);
+    ScoreOptions o;
+    o.mode = ScoreMode::clean;
+    CHECK(score(g, m, o).reward == 0.0);
+    o.mode = ScoreMode::binary;
+    CHECK(score(g, m, o).reward == 1.0);
+  }
+  SECTION("a stray token below min_area breaks the clean rule only") {
+    put(g, Shape::circle, 5, 3, 3, Color::green);
+    g.at(14, 14) = color_token(Color::red, 0);
+    const ScoreResult r = score(g, m);
+    CHECK(r.correct);
+    CHECK_FALSE(r.clean_correct);
   }
   SECTION("two circles: binary passes, strict does not") {
     put(g, Shape::circle, 5, 0, 0, Color::green);
@@ -304,6 +318,7 @@ TEST_CASE("score two_object", "[shapes][scorer]") {
     const ScoreResult r = score(g, m);
     CHECK(r.correct);
     CHECK(r.strict_correct);
+    CHECK(r.clean_correct);
     CHECK(r.partial == 1.0);
   }
   SECTION("missing object") {
