@@ -40,6 +40,8 @@ def parse_args():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--tag", default="", help="suffix of the output names: images/grpo-vs-gcpo-TAG.png, "
+                   "comparison-results-TAG.md (several comparisons side by side)")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("trainer_args", nargs=argparse.REMAINDER,
                    help="after --: further rl options given to every run (e.g. -- --tags colors --lr 5e-4)")
@@ -138,6 +140,9 @@ def rolling(xs, k):
 
 
 def mean_sd(xs):
+    xs = [x for x in xs if x == x]  # NaN: not recorded
+    if not xs:
+        return float("nan"), float("nan")
     if len(xs) < 2:
         return xs[0], 0.0
     return statistics.mean(xs), statistics.stdev(xs)
@@ -167,7 +172,7 @@ def plot_and_table(a):
     import matplotlib.pyplot as plt
 
     runs = {algo: {s: load_run(run_dir(a, algo, s)) for s in a.seeds} for algo in ALGOS}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), dpi=110)
     for algo in ALGOS:
         c = COLOURS[algo]
         # training reward (moving average over 5 steps)
@@ -189,54 +194,68 @@ def plot_and_table(a):
         acc = [[r["evals"][k]["accuracy"] for r in runs[algo].values()] for k in common]
         ax2.fill_between(common, [min(v) for v in acc], [max(v) for v in acc], color=c, alpha=0.12)
         ax2.plot(common, [statistics.mean(v) for v in acc], color=c, lw=2, marker="o", label=algo.upper())
+        # held-out "clean" accuracy (nothing drawn that was not asked for), where recorded
+        if all("clean_accuracy" in r["evals"][k] for r in runs[algo].values() for k in common):
+            cl = [[r["evals"][k]["clean_accuracy"] for r in runs[algo].values()] for k in common]
+            ax3.fill_between(common, [min(v) for v in cl], [max(v) for v in cl], color=c, alpha=0.12)
+            ax3.plot(common, [statistics.mean(v) for v in cl], color=c, lw=2, marker="o", label=algo.upper())
     ax1.set(title="training reward (5-step moving average)", xlabel="RL step", ylabel="mean GenEval reward")
     ax2.set(title="held-out prompts: GenEval accuracy", xlabel="RL step", ylabel="accuracy")
-    for ax in (ax1, ax2):
+    ax3.set(title="held-out: correct and nothing unasked drawn", xlabel="RL step", ylabel="clean accuracy")
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right")
+    if not ax3.get_legend_handles_labels()[0]:
+        ax3.text(0.5, 0.5, "not recorded by these runs", ha="center", va="center", transform=ax3.transAxes)
     cfg = runs["gcpo"][a.seeds[0]]["config"]
     fig.suptitle(f"GRPO vs GCPO, {len(a.seeds)} seeds each, {a.steps} steps, {cfg.get('prompts')} prompts x "
-                 f"{cfg.get('group')} samples, {cfg.get('grid_height')}x{cfg.get('grid_width')} grid "
-                 f"(mean, band = min..max over seeds)", fontsize=9)
+                 f"{cfg.get('group')} samples, {cfg.get('grid_height')}x{cfg.get('grid_width')} grid, reward "
+                 f"{cfg.get('reward')} (mean, band = min..max over seeds)", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.join(a.docs, "images"), exist_ok=True)
-    png = os.path.join(a.docs, "images", "grpo-vs-gcpo.png")
+    suffix = f"-{a.tag}" if a.tag else ""
+    png = os.path.join(a.docs, "images", f"grpo-vs-gcpo{suffix}.png")
     fig.savefig(png)
 
     lines = ["# GRPO vs GCPO: results table", "",
              "Written by `scripts/compare.py` (do not edit by hand; the discussion is in "
-             "[comparison.md](comparison.md)). Figure: [images/grpo-vs-gcpo.png](images/grpo-vs-gcpo.png).", "",
-             "| algorithm | seed | held-out acc. start | held-out acc. end | train reward first 10 | "
+             f"[comparison.md](comparison.md)). Figure: [images/grpo-vs-gcpo{suffix}.png](images/grpo-vs-gcpo{suffix}.png). "
+             f"Reward: `{cfg.get('reward')}`.", "",
+             "| algorithm | seed | held-out acc. start | held-out acc. end | held-out clean end | train reward first 10 | "
              "train reward last 10 | mean KL last 10 | critical fraction | s/step |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     agg = {}
     for algo in ALGOS:
         for s in a.seeds:
             r = runs[algo][s]
             sm, ms = r["summary"], r["metrics"]
             last = ms[-10:]
-            row = {"start": sm["eval_initial"]["accuracy"], "end": sm["eval_final"]["accuracy"],
+            clean = sm["eval_final"].get("clean_accuracy", float("nan"))
+            row = {"start": sm["eval_initial"]["accuracy"], "end": sm["eval_final"]["accuracy"], "clean": clean,
                    "r0": sm["reward_first10"], "r1": sm["reward_last10"],
                    "kl": statistics.mean(m["kl"] for m in last),
                    "crit": statistics.mean(m["critical_fraction"] for m in ms),
                    "sps": sm["mean_step_seconds"]}
             for k, v in row.items():
                 agg.setdefault(algo, {}).setdefault(k, []).append(v)
-            lines.append(f"| {algo.upper()} | {s} | {row['start']:.3f} | {row['end']:.3f} | {row['r0']:.3f} | "
+            lines.append(f"| {algo.upper()} | {s} | {row['start']:.3f} | {row['end']:.3f} | {row['clean']:.3f} | {row['r0']:.3f} | "
                          f"{row['r1']:.3f} | {row['kl']:.4f} | {row['crit']:.2f} | {row['sps']:.2f} |")
     for algo in ALGOS:
         g = agg[algo]
         f = lambda k, p=3: "%.*f ± %.*f" % (p, mean_sd(g[k])[0], p, mean_sd(g[k])[1])
-        lines.append(f"| **{algo.upper()}** | mean ± sd | {f('start')} | {f('end')} | {f('r0')} | {f('r1')} | "
+        lines.append(f"| **{algo.upper()}** | mean ± sd | {f('start')} | {f('end')} | {f('clean')} | {f('r0')} | {f('r1')} | "
                      f"{f('kl', 4)} | {f('crit', 2)} | {f('sps', 2)} |")
     n_eval = runs["gcpo"][a.seeds[0]]["summary"]["eval_final"].get("n")
-    lines += ["", f"Held-out accuracy: GenEval binary accuracy over {n_eval} images of the held-out prompts "
+    lines += ["", "Clean: correct under GenEval's rule *and* nothing drawn that the prompt did not ask for "
+              "(not a GenEval rule; nan where the runs predate it).",
+              "", f"Held-out accuracy: GenEval binary accuracy over {n_eval} images of the held-out prompts "
               "(prompts never used in training); the evaluation's sampling seed follows the run's seed, so GRPO "
               "and GCPO of the same seed are evaluated on the same draws (the start column differs only by seed).",
               "", "Every run:", "", "```",
               " ".join(shlex.quote(x) for x in command(a, "<algo>", "<seed>")), "```", "",
               "Settings of the GCPO runs (config.json):", "", "```json", json.dumps(cfg, indent=1, sort_keys=True), "```", ""]
-    md = os.path.join(a.docs, "comparison-results.md")
+    md = os.path.join(a.docs, f"comparison-results{suffix}.md")
     with open(md, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {png}\nwrote {md}")
