@@ -172,6 +172,7 @@ def plot_and_table(a):
     import matplotlib.pyplot as plt
 
     runs = {algo: {s: load_run(run_dir(a, algo, s)) for s in a.seeds} for algo in ALGOS}
+    cfg = runs["gcpo"][a.seeds[0]]["config"]
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2), dpi=110)
     for algo in ALGOS:
         c = COLOURS[algo]
@@ -199,7 +200,7 @@ def plot_and_table(a):
             cl = [[r["evals"][k]["clean_accuracy"] for r in runs[algo].values()] for k in common]
             ax3.fill_between(common, [min(v) for v in cl], [max(v) for v in cl], color=c, alpha=0.12)
             ax3.plot(common, [statistics.mean(v) for v in cl], color=c, lw=2, marker="o", label=algo.upper())
-    ax1.set(title="training reward (5-step moving average)", xlabel="RL step", ylabel="mean GenEval reward")
+    ax1.set(title="training reward (5-step moving average)", xlabel="RL step", ylabel=f"mean reward ({cfg.get('reward')})")
     ax2.set(title="held-out prompts: GenEval accuracy", xlabel="RL step", ylabel="accuracy")
     ax3.set(title="held-out: correct and nothing unasked drawn", xlabel="RL step", ylabel="clean accuracy")
     for ax in (ax1, ax2, ax3):
@@ -208,7 +209,6 @@ def plot_and_table(a):
             ax.legend(loc="lower right")
     if not ax3.get_legend_handles_labels()[0]:
         ax3.text(0.5, 0.5, "not recorded by these runs", ha="center", va="center", transform=ax3.transAxes)
-    cfg = runs["gcpo"][a.seeds[0]]["config"]
     fig.suptitle(f"GRPO vs GCPO, {len(a.seeds)} seeds each, {a.steps} steps, {cfg.get('prompts')} prompts x "
                  f"{cfg.get('group')} samples, {cfg.get('grid_height')}x{cfg.get('grid_width')} grid, reward "
                  f"{cfg.get('reward')} (mean, band = min..max over seeds)", fontsize=9)
