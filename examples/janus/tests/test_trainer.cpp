@@ -86,6 +86,16 @@ bool same_parameters(torch::nn::Module& a, torch::nn::Module& b) {
   return true;
 }
 
+/// Sampling with classifier-free guidance at `scale`, keeping the cond / uncond / guided logits.
+GenerateOptions cfg_sampling(float scale, std::uint64_t seed) {
+  GenerateOptions g;
+  g.cfg = true;
+  g.cfg_scale = scale;
+  g.seed = seed;
+  g.keep_logits = true;
+  return g;
+}
+
 }  // namespace
 
 TEST_CASE("parameter names and shapes are the real checkpoint's", "[model]") {
@@ -160,12 +170,7 @@ TEST_CASE("KV-cache decoding equals the full teacher-forced forward", "[model]")
   const janus::Task task(tiny_config());
   JanusModel m = tiny_model(task);
   const PromptBatch p = task.encode(mixed_prompts(), torch::kCPU);
-  GenerateOptions g;
-  g.cfg = true;
-  g.cfg_scale = 3.0f;
-  g.seed = 11;
-  g.keep_logits = true;
-  const janus::GenerateResult r = m->generate(p, g);
+  const janus::GenerateResult r = m->generate(p, cfg_sampling(3.0f, 11));
   torch::NoGradGuard ng;
   // Conditional rows against the teacher-forced pass of the sampled tokens.
   const torch::Tensor tf = m->image_logits(p, r.tokens);
@@ -189,11 +194,7 @@ TEST_CASE("CFG with scale 1 equals the conditional logits", "[model]") {
   const janus::Task task(tiny_config());
   JanusModel m = tiny_model(task);
   const PromptBatch p = task.encode(mixed_prompts(), torch::kCPU);
-  GenerateOptions g;
-  g.cfg = true;
-  g.cfg_scale = 1.0f;
-  g.seed = 5;
-  g.keep_logits = true;
+  GenerateOptions g = cfg_sampling(1.0f, 5);
   const janus::GenerateResult with_cfg = m->generate(p, g);
   CHECK(max_abs_diff(with_cfg.guided_logits, with_cfg.cond_logits) < 1e-5);
   // The unconditional rows really are different; only the scale makes them irrelevant.
@@ -224,10 +225,7 @@ TEST_CASE("log-probs and entropy collected while sampling equal the teacher-forc
   CHECK(max_abs_diff(r.entropy, ts.entropy) < 1e-4);
   // With guidance the sampled-from distribution is the guided one (entropy of the CFG logits,
   // section 2.5), which the teacher-forced conditional pass does not reproduce.
-  g.cfg = true;
-  g.cfg_scale = 5.0f;
-  g.keep_logits = true;
-  const janus::GenerateResult rc = m->generate(p, g);
+  const janus::GenerateResult rc = m->generate(p, cfg_sampling(5.0f, g.seed));
   const torch::Tensor guided_lp =
       torch::log_softmax(rc.guided_logits, -1).gather(-1, rc.tokens.unsqueeze(-1)).squeeze(-1);
   CHECK(max_abs_diff(rc.logprob, guided_lp) < 1e-4);
