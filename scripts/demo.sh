@@ -13,11 +13,18 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 source scripts/demo-settings.sh
 
+# configure_and_build <target> [cmake options]: Release, CPU only, no tests or benchmarks.
+configure_and_build() {
+  local target=$1
+  shift
+  cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=OFF \
+    -DGCPO_BUILD_TESTS=OFF -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON "$@" >/dev/null
+  cmake --build build-demo -j "$JOBS" --target "$target"
+}
+
 if [[ "${1:-}" == "--operators" ]]; then
   bash scripts/install-deps.sh
-  cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=OFF \
-    -DGCPO_BUILD_TESTS=OFF -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON >/dev/null
-  cmake --build build-demo -j "$JOBS" --target gcpo_demo
+  configure_and_build gcpo_demo
   exec ./build-demo/examples/gcpo_demo
 elif [[ $# -gt 0 ]]; then
   echo "demo.sh: unknown argument '$1' (use --operators, or nothing)" >&2
@@ -27,9 +34,7 @@ fi
 t0=$SECONDS
 bash scripts/install-deps.sh --trainer
 echo "== building janus_trainer (libtorch, CPU; the first build takes a few minutes)"
-cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=OFF \
-  -DGCPO_BUILD_TESTS=OFF -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON -DGCPO_BUILD_TRAINER=ON >/dev/null
-cmake --build build-demo -j "$JOBS" --target janus_trainer
+configure_and_build janus_trainer -DGCPO_BUILD_TRAINER=ON
 echo "== built in $((SECONDS - t0)) s"
 
 OUTDIR=${DEMO_OUT:-runs/demo}
