@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-#include <vector>
 #include <algorithm>
+#include <vector>
 
 #include "ops.hpp"
 
@@ -127,10 +127,10 @@ torch::Tensor attention_bias(const torch::Tensor& key_mask, std::int64_t past, s
 }
 
 /// Attention of one query per row over the first `Tk` cached keys (no grad, float32, CPU):
-/// softmax(scale * q.k_j + bias_j) weighted sum of v_j, per row and head. `bias` float
-/// `[B, 1, 1, Tk]` additive. Returns `[B, 1, heads, hd]`.
+/// softmax(q.k_j + bias_j) weighted sum of v_j, per row and head, q already scaled by
+/// 1/sqrt(hd). `bias` float `[B, 1, 1, Tk]` additive. Returns `[B, 1, heads, hd]`.
 torch::Tensor decode_attention_cpu(const torch::Tensor& q_in, const LayerCache& cache, std::int64_t Tk,
-                                   const torch::Tensor& bias_in, double scale) {
+                                   const torch::Tensor& bias_in) {
   const torch::Tensor q = q_in.contiguous();                       // [B, h, 1, hd]
   const torch::Tensor bias = bias_in.to(torch::kFloat).contiguous();  // [B, 1, 1, Tk]
   const std::int64_t B = q.size(0), heads = q.size(1), hd = q.size(3), cap = cache.k.size(2);
@@ -142,7 +142,6 @@ torch::Tensor decode_attention_cpu(const torch::Tensor& q_in, const LayerCache& 
   const float* bp = bias.data_ptr<float>();
   float* op = out.data_ptr<float>();
   std::vector<float> s(static_cast<std::size_t>(Tk));
-  const float sc = static_cast<float>(scale);
   for (std::int64_t b = 0; b < B; ++b)
     for (std::int64_t h = 0; h < heads; ++h) {
       const float* qv = qp + (b * heads + h) * hd;
@@ -158,7 +157,7 @@ torch::Tensor decode_attention_cpu(const torch::Tensor& q_in, const LayerCache& 
           for (int i = 0; i < 8; ++i) acc[i] += qv[e + i] * kj[e + i];
         float d = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
         for (; e < hd; ++e) d += qv[e] * kj[e];
-        s[static_cast<std::size_t>(j)] = d * sc + bp[b * Tk + j];
+        s[static_cast<std::size_t>(j)] = d + bp[b * Tk + j];
         mx = std::max(mx, s[static_cast<std::size_t>(j)]);
       }
       float sum = 0.0f;
@@ -210,7 +209,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
     // KV-cache decode on the CPU: libtorch 1.13's bmm runs B * heads separate 1-row GEMMs (an
     // op dispatch each), which dominated the decode; a direct loop over the cache takes about
     // half the time (it is bound by reading the cache).
-    o = decode_attention_cpu(q, *cache, pos + 1, bias, 1.0);  // [B, 1, h, hd]
+    o = decode_attention_cpu(q, *cache, pos + 1, bias);  // [B, 1, h, hd]
   } else {
     const torch::Tensor scores = torch::matmul(q, k.transpose(2, 3)) + bias;
     const torch::Tensor attn = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
