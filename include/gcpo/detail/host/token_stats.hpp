@@ -115,7 +115,8 @@ struct vec {
 };
 
 /// Lane-wise `exp_nonpos` (math.hpp): the same operations in the same order, so every lane
-/// rounds exactly as the scalar function does.
+/// rounds exactly as the scalar function does (a copy that must stay in step with it:
+/// tests/test_host_paths.cpp compares this path with the scalar one bit for bit).
 template <int W>
 GCPO_FORCEINLINE void exp_nonpos_lanes(const typename vec<W>::f& d, typename vec<W>::f& out) noexcept {
   using F = typename vec<W>::f;
