@@ -23,16 +23,14 @@ status advantage_weight(const_tensor_view logp, const_tensor_view ref_logp, tens
 status gcpo_loss_forward(const loss_inputs& inputs, const loss_outputs& outputs, const loss_options& options,
                          workspace ws, cudaStream_t stream) noexcept {
   GCPO_TRY(detail::validate_loss_forward(inputs, outputs, options, memory_space::device));
-  GCPO_TRY(detail::check_workspace(ws, gcpo_loss_workspace_bytes(inputs.logp.shape[0], inputs.logp.shape[1]),
-                                   memory_space::device, "gcpo_loss_workspace_bytes(R, N)"));
+  GCPO_TRY(detail::check_loss_workspace(inputs, &outputs, {}, {}, ws, memory_space::device));
   return detail::cuda_impl::launch_loss_forward(inputs, outputs, options, ws, stream);
 }
 
 status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss, tensor_view grad_logp,
                           const loss_options& options, workspace ws, cudaStream_t stream) noexcept {
   GCPO_TRY(detail::validate_loss_backward(inputs, grad_loss, grad_logp, options, memory_space::device));
-  GCPO_TRY(detail::check_workspace(ws, gcpo_loss_workspace_bytes(inputs.logp.shape[0], inputs.logp.shape[1]),
-                                   memory_space::device, "gcpo_loss_workspace_bytes(R, N)"));
+  GCPO_TRY(detail::check_loss_workspace(inputs, nullptr, grad_loss, grad_logp, ws, memory_space::device));
   return detail::cuda_impl::launch_loss_backward(inputs, grad_loss, grad_logp, options, ws, stream);
 }
 

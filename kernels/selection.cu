@@ -87,26 +87,8 @@ status low_similarity_mask(const_tensor_view similarity, const_tensor_view exclu
 
 status union_mask(const_tensor_view a, const_tensor_view b, const_tensor_view c, tensor_view critical,
                   tensor_view counts, cudaStream_t stream) noexcept {
-  GCPO_TRY(detail::check_rank(a, "a", 2, "[R, N]"));
+  GCPO_TRY(detail::validate_union_mask(a, b, c, critical, counts, dev));
   const std::int64_t R = a.shape[0], N = a.shape[1];
-  GCPO_TRY(detail::check_map(a, "a", R, N, dtype::uint8, dev, "`a.shape[0]`"));
-  GCPO_TRY(detail::check_map(b, "b", R, N, dtype::uint8, dev, "`a.shape[0]`"));
-  if (c.present()) GCPO_TRY(detail::check_map(c, "c", R, N, dtype::uint8, dev, "`a.shape[0]`"));
-  GCPO_TRY(detail::check_map(critical, "critical", R, N, dtype::uint8, dev, "`a.shape[0]`"));
-  const char* in_names[3] = {"a", "b", "c"};
-  const const_tensor_view ins[3] = {a, b, c};
-  for (int i = 0; i < 3; ++i)
-    if (ins[i].data != critical.data)
-      GCPO_TRY(detail::check_no_overlap(critical, "critical (unless exactly an input)", ins[i], in_names[i]));
-  if (counts.present()) {
-    GCPO_TRY(detail::check_rank(counts, "counts", 1, "[R]"));
-    GCPO_TRY(detail::check_space(counts, "counts", dev));
-    GCPO_TRY(detail::check_dtype(counts, "counts", {dtype::int32}));
-    GCPO_TRY(detail::check_extent(counts, "counts", 0, R, "`a.shape[0]`"));
-    GCPO_TRY(detail::check_contiguous(counts, "counts"));
-    for (int i = 0; i < 3; ++i) GCPO_TRY(detail::check_no_overlap(counts, "counts", ins[i], in_names[i]));
-    GCPO_TRY(detail::check_no_overlap(counts, "counts", critical, "critical"));
-  }
   if (R == 0) return ok();
   detail::cuda_impl::union_mask_kernel<sel_block><<<grid_for(R, 1), sel_block, 0, stream>>>(
       a.as<const std::uint8_t>(), b.as<const std::uint8_t>(), c.present() ? c.as<const std::uint8_t>() : nullptr,
@@ -120,8 +102,7 @@ status select_critical_tokens(const selection_inputs& in, const selection_output
   selection_counts c;
   GCPO_TRY(detail::validate_select_critical_tokens(in, out, options, dev, g, c));
   const std::int64_t R = in.entropy.shape[0], N = in.entropy.shape[1];
-  GCPO_TRY(detail::check_workspace(ws, select_critical_tokens_workspace_bytes(R, N), dev,
-                                   "select_critical_tokens_workspace_bytes(R, N)"));
+  GCPO_TRY(detail::check_select_critical_tokens_workspace(in, out, ws, dev));
   // The host twin's workspace layout; the device uses the two maps (N > select_smem_tokens)
   // and the similarity (computed and not requested).
   detail::workspace_carver carve(ws);

@@ -162,5 +162,5 @@ TEST_CASE("group_advantages: preconditions", "[advantages]") {
   GCPO_CHECK_ERROR(group_advantages(cview(r, {6}), gcpo::tensor_view{}, opt(3)), sc::invalid_argument,
                    "`advantages` is required but was not given");
   GCPO_CHECK_ERROR(group_advantages(cview(big, {6}), gcpo::make_view(big.data() + 2, {6}), opt(3)), sc::aliasing,
-                   "`advantages (unless exactly `rewards`)` shall not overlap `rewards`");
+                   "`advantages` shall not overlap `rewards` unless it is exactly `rewards` (in place)");
 }

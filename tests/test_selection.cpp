@@ -787,7 +787,7 @@ TEST_CASE("selection map operators: preconditions", "[selection]") {
                    "`c.dtype` is float32; expected one of: uint8");
   std::vector<u8> out(R * N + 1);
   GCPO_CHECK_ERROR(union_mask(cview(out, {R, N}), cview(m2, {R, N}), {}, gcpo::make_view(out.data() + 1, {R, N}), {}), sc::aliasing,
-                   "`critical (unless exactly an input)` shall not overlap `a`");
+                   "`critical` shall not overlap `a` unless it is exactly `a` (in place)");
   GCPO_CHECK_ERROR(union_mask(cview(m, {R, N}), cview(m2, {R, N}), {}, view(out, {R, N}), gcpo::make_view(counts.data(), {R + 1})),
                    sc::invalid_argument, "`counts.shape[0]` (3) must equal `a.shape[0]` (2)");
   GCPO_CHECK_ERROR(union_mask(cview(m, {R, N}), cview(m2, {R, N}), {}, view(out, {R, N}),

@@ -35,7 +35,8 @@ inline status validate_group_advantages(const_tensor_view rewards, const_tensor_
   GCPO_TRY(check_dtype(advantages, "advantages", {dtype::float32}));
   GCPO_TRY(check_extent(advantages, "advantages", 0, R, "`rewards.shape[0]`"));
   GCPO_TRY(check_contiguous(advantages, "advantages"));
-  if (advantages.data != rewards.data) GCPO_TRY(check_no_overlap(advantages, "advantages (unless exactly `rewards`)", rewards, "rewards"));
+  GCPO_TRY(check_no_overlap_unless_exact(advantages, "advantages", rewards, "rewards", advantages.data == rewards.data));
+  GCPO_TRY(check_enum(opt.std, 3, "options.std", "gcpo::advantage_std"));
   const std::int64_t min_group = opt.std == advantage_std::unbiased ? 2 : 1;
   if (opt.group < min_group)
     return status::error(status_code::invalid_argument, "`options.group` (%lld) must be at least %lld%s",

@@ -64,10 +64,13 @@ inline status count_nonfinite(const_tensor_view x, tensor_view count) noexcept {
 
 /// `ok()` when every element of `x` is finite; otherwise `non_finite` naming `name` and the
 /// first offending element by its row-major index ("`entropy` element 3 (row-major) is nan"). Host only.
+/// `x`: float32 / bfloat16 / float16, any rank, positive strides. A null `name` reads "x".
 inline status check_finite(const_tensor_view x, const char* name) noexcept {
+  if (name == nullptr) name = "x";
   GCPO_TRY(detail::check_present(x, name));
   GCPO_TRY(detail::check_space(x, name, memory_space::host));
   GCPO_TRY(detail::check_dtype(x, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(detail::check_positive_strides(x, name));
   std::int64_t bad = -1;
   float bad_v = 0.0f;
   detail::dispatch_float(x.type, [&](auto tag) {

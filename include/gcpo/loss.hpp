@@ -99,6 +99,9 @@ inline status validate_loss_inputs(const loss_inputs& in, const loss_options& op
     GCPO_TRY(check_extent(in.mask, "inputs.mask", 1, N, "N"));
     GCPO_TRY(check_contiguous(in.mask, "inputs.mask"));
   }
+  GCPO_TRY(check_enum(opt.algo, 2, "options.algo", "gcpo::algorithm"));
+  GCPO_TRY(check_enum(opt.clipping, 2, "options.clipping", "gcpo::ratio_clipping"));
+  GCPO_TRY(check_enum(opt.aggregation, 4, "options.aggregation", "gcpo::loss_aggregation"));
   if (opt.clipping == ratio_clipping::ppo) {
     if (!(opt.eps_low >= 0.0f && opt.eps_low < 1.0f))
       return status::error(status_code::invalid_argument, "`options.eps_low` (%g) must be in [0, 1)",
@@ -194,12 +197,30 @@ GCPO_HOST_DEVICE inline void kl_term(float lp, float ref, float& kl, float& dkl)
 }  // namespace detail
 
 /// Workspace bytes the loss needs (CUDA: 8 double partial sums per rollout; the host twin
-/// needs none).
+/// needs none). SIZE_MAX when the size does not fit in size_t; negative extents count as 0.
 inline std::size_t gcpo_loss_workspace_bytes(std::int64_t R, std::int64_t N) noexcept {
   (void)N;
-  const std::size_t r = static_cast<std::size_t>(R < 0 ? 0 : R);
-  return detail::carved_bytes({r * 8 * sizeof(double)});
+  return detail::carved_bytes({detail::saturating_mul(detail::extent_size(R), 8 * sizeof(double))});
 }
+
+namespace detail {
+
+/// The workspace of the CUDA loss forward / backward: large enough, in `space`, and its used
+/// bytes overlap no input or output (`grad_loss`, `grad_logp` absent for the forward, `out`
+/// null for the backward).
+inline status check_loss_workspace(const loss_inputs& in, const loss_outputs* out, const_tensor_view grad_loss,
+                                   const_tensor_view grad_logp, const workspace& ws, memory_space space) noexcept {
+  const loss_outputs none{};
+  const loss_outputs& o = out ? *out : none;
+  return check_workspace(ws, gcpo_loss_workspace_bytes(in.logp.shape[0], in.logp.shape[1]), space,
+                         "gcpo_loss_workspace_bytes(R, N)",
+                         {{in.logp, "inputs.logp"}, {in.ref_logp, "inputs.ref_logp"}, {in.old_logp, "inputs.old_logp"},
+                          {in.advantages, "inputs.advantages"}, {in.mask, "inputs.mask"}, {o.stats, "outputs.stats"},
+                          {o.weight, "outputs.weight"}, {o.kl, "outputs.kl"}, {grad_loss, "grad_loss"},
+                          {grad_logp, "grad_logp"}});
+}
+
+}  // namespace detail
 
 namespace host {
 

@@ -41,10 +41,12 @@ constexpr int sampling_sum_lanes = 256;
 /// Workspace bytes `generation_step` needs for R rows of V logits (host and CUDA): two float
 /// arrays of max(R, 1) * V (the host twin uses one row's worth, the CUDA twin keeps every row's
 /// guided logits and their exp in it when top-k / top-p filter).
+/// SIZE_MAX when the size does not fit in size_t (the operator then returns
+/// `invalid_argument`); negative extents count as 0.
 inline std::size_t generation_step_workspace_bytes(std::int64_t R, std::int64_t V) noexcept {
-  const std::size_t v = static_cast<std::size_t>(V < 0 ? 0 : V);
-  const std::size_t rv = static_cast<std::size_t>(R < 1 ? 1 : R) * v;
-  return detail::carved_bytes({rv * sizeof(float), rv * sizeof(float)});
+  const std::size_t rv = detail::saturating_mul(R < 1 ? 1 : static_cast<std::size_t>(R), detail::extent_size(V));
+  const std::size_t bytes = detail::saturating_mul(rv, sizeof(float));
+  return detail::carved_bytes({bytes, bytes});
 }
 
 namespace detail {
@@ -104,6 +106,18 @@ inline status validate_generation_step(const_tensor_view cond, const_tensor_view
     return status::error(status_code::invalid_argument, "`options.top_p` (%g) must be in (0, 1]",
                          static_cast<double>(opt.top_p));
   return ok();
+}
+
+/// The workspace of `generation_step` (host and CUDA): large enough, in `space`, and its used
+/// bytes overlap no input or output.
+inline status check_generation_step_workspace(const_tensor_view cond, const_tensor_view uncond,
+                                              const_tensor_view tokens, const_tensor_view logprob,
+                                              const_tensor_view entropy, const workspace& ws,
+                                              memory_space space) noexcept {
+  return check_workspace(ws, generation_step_workspace_bytes(cond.shape[0], cond.shape[1]), space,
+                         "generation_step_workspace_bytes(R, V)",
+                         {{cond, "cond_logits"}, {uncond, "uncond_logits"}, {tokens, "tokens"}, {logprob, "logprob"},
+                          {entropy, "entropy"}});
 }
 
 /// The guided, tempered logit of one entry (bit-identical on host and device).

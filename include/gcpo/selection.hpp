@@ -56,11 +56,18 @@ struct selection_outputs {
   tensor_view similarity;        ///< `[R, N]` float32: the similarity used (computed or copied)
 };
 
+/// Largest N the selection operators accept (positions and counts are int32).
+constexpr std::int64_t max_selection_tokens = (std::int64_t{1} << 31) - 1;
+
 namespace detail {
 
 /// Resolves the grid and the counts; validates the fractions and the window.
 inline status resolve_selection(std::int64_t N, const selection_options& opt, grid_shape& grid,
                                 selection_counts& counts) noexcept {
+  if (N > max_selection_tokens)
+    return status::error(status_code::invalid_argument,
+                         "`N` (%lld) must be at most 2^31 - 1: positions and counts are int32",
+                         static_cast<long long>(N));
   GCPO_TRY(resolve_grid(opt.grid, N, grid, "N"));
   GCPO_TRY(check_fraction(opt.initial_frac, "options.initial_frac"));
   GCPO_TRY(check_fraction(opt.gradient_frac, "options.gradient_frac"));
@@ -70,7 +77,7 @@ inline status resolve_selection(std::int64_t N, const selection_options& opt, gr
   counts.initial = count_of(N, opt.initial_frac);
   counts.window_start = count_of(N, opt.window_start_frac);
   counts.window = count_of(N, opt.window_frac);
-  if (counts.window_start + counts.window > N)
+  if (counts.window > N - counts.window_start)
     return status::error(status_code::invalid_argument,
                          "the gradient window [floor(N * options.window_start_frac), + floor(N * options.window_frac)) = "
                          "[%lld, %lld) must lie within N (%lld)",
@@ -106,6 +113,34 @@ inline status validate_map_op(const_tensor_view in, const char* in_name, dtype i
   return ok();
 }
 
+/// Validation shared by the twins of `union_mask`.
+inline status validate_union_mask(const_tensor_view a, const_tensor_view b, const_tensor_view c,
+                                  const_tensor_view critical, const_tensor_view counts, memory_space space) noexcept {
+  GCPO_TRY(check_rank(a, "a", 2, "[R, N]"));
+  const std::int64_t R = a.shape[0], N = a.shape[1];
+  GCPO_TRY(check_map(a, "a", R, N, dtype::uint8, space, "`a.shape[0]`"));
+  GCPO_TRY(check_map(b, "b", R, N, dtype::uint8, space, "`a.shape[0]`"));
+  if (c.present()) GCPO_TRY(check_map(c, "c", R, N, dtype::uint8, space, "`a.shape[0]`"));
+  GCPO_TRY(check_map(critical, "critical", R, N, dtype::uint8, space, "`a.shape[0]`"));
+  if (N > max_selection_tokens)
+    return status::error(status_code::invalid_argument,
+                         "`a.shape[1]` (N = %lld) must be at most 2^31 - 1: counts are int32", static_cast<long long>(N));
+  const char* in_names[3] = {"a", "b", "c"};
+  const const_tensor_view ins[3] = {a, b, c};
+  for (int i = 0; i < 3; ++i)
+    GCPO_TRY(check_no_overlap_unless_exact(critical, "critical", ins[i], in_names[i], ins[i].data == critical.data));
+  if (counts.present()) {
+    GCPO_TRY(check_rank(counts, "counts", 1, "[R]"));
+    GCPO_TRY(check_space(counts, "counts", space));
+    GCPO_TRY(check_dtype(counts, "counts", {dtype::int32}));
+    GCPO_TRY(check_extent(counts, "counts", 0, R, "`a.shape[0]`"));
+    GCPO_TRY(check_contiguous(counts, "counts"));
+    for (int i = 0; i < 3; ++i) GCPO_TRY(check_no_overlap(counts, "counts", ins[i], in_names[i]));
+    GCPO_TRY(check_no_overlap(counts, "counts", critical, "critical"));
+  }
+  return ok();
+}
+
 /// Validation shared by the twins of `select_critical_tokens`.
 inline status validate_select_critical_tokens(const selection_inputs& in, const selection_outputs& out,
                                               const selection_options& opt, memory_space space,
@@ -123,29 +158,20 @@ inline status validate_select_critical_tokens(const selection_inputs& in, const 
   if (in.similarity.present()) {
     GCPO_TRY(check_map(in.similarity, "inputs.similarity", R, N, dtype::float32, space, "`inputs.entropy.shape[0]`"));
   } else if (in.embeddings.present()) {
-    GCPO_TRY(check_rank(in.embeddings, "inputs.embeddings", 3, "[R, N, D]"));
+    // Everything group_similarity would check, named as the caller wrote it.
+    GCPO_TRY(check_embeddings(in.embeddings, "inputs.embeddings", space));
     GCPO_TRY(check_extent(in.embeddings, "inputs.embeddings", 0, R, "`inputs.entropy.shape[0]`"));
     GCPO_TRY(check_extent(in.embeddings, "inputs.embeddings", 1, N, "`inputs.entropy.shape[1]`"));
   } else {
     GCPO_TRY(check_present(in.tokens, "inputs.tokens"));
     GCPO_TRY(check_present(in.embedding_table, "inputs.embedding_table"));
-    GCPO_TRY(check_rank(in.tokens, "inputs.tokens", 2, "[R, N]"));
+    GCPO_TRY(check_token_ids(in.tokens, "inputs.tokens", space));
     GCPO_TRY(check_extent(in.tokens, "inputs.tokens", 0, R, "`inputs.entropy.shape[0]`"));
     GCPO_TRY(check_extent(in.tokens, "inputs.tokens", 1, N, "`inputs.entropy.shape[1]`"));
+    GCPO_TRY(check_embedding_table(in.embedding_table, "inputs.embedding_table", space));
   }
-  if (!in.similarity.present()) {  // computed here: name the options as the caller wrote them
-    const similarity_options& so = in.similarity_opts;
-    if (so.group < 2 || so.group > max_similarity_group)
-      return status::error(status_code::invalid_argument, "`inputs.similarity_opts.group` (%lld) must be in [2, %lld]",
-                           static_cast<long long>(so.group), static_cast<long long>(max_similarity_group));
-    if (R % so.group != 0)
-      return status::error(status_code::invalid_argument,
-                           "`inputs.entropy.shape[0]` (R = %lld) must be a multiple of `inputs.similarity_opts.group` (%lld)",
-                           static_cast<long long>(R), static_cast<long long>(so.group));
-    if (!(so.eps > 0.0f) || !std::isfinite(so.eps))
-      return status::error(status_code::invalid_argument, "`inputs.similarity_opts.eps` (%g) must be finite and > 0",
-                           static_cast<double>(so.eps));
-  }
+  if (!in.similarity.present())  // computed here: name the options as the caller wrote them
+    GCPO_TRY(check_similarity_options(in.similarity_opts, R, "`inputs.entropy.shape[0]`", "inputs.similarity_opts"));
   GCPO_TRY(check_map(out.critical, "outputs.critical", R, N, dtype::uint8, space, "`inputs.entropy.shape[0]`"));
   if (out.counts.present()) {
     GCPO_TRY(check_rank(out.counts, "outputs.counts", 1, "[R]"));
@@ -175,19 +201,43 @@ inline status validate_select_critical_tokens(const selection_inputs& in, const 
 
 }  // namespace detail
 
+/// Workspace bytes `select_critical_tokens` needs for R rollouts of N tokens (host and CUDA;
+/// the intermediate maps and masks that are not requested as outputs live here). SIZE_MAX when
+/// the size does not fit in size_t (the operator then returns `invalid_argument`); negative
+/// extents count as 0.
+inline std::size_t select_critical_tokens_workspace_bytes(std::int64_t R, std::int64_t N) noexcept {
+  const std::size_t n = detail::extent_size(N);
+  const std::size_t rn = detail::saturating_mul(detail::extent_size(R), n);
+  const std::size_t rn4 = detail::saturating_mul(rn, 4);
+  return detail::carved_bytes({rn4, rn4, rn4, rn, rn, rn, detail::saturating_mul(n, 4)});
+}
+
+namespace detail {
+
+/// The workspace of `select_critical_tokens` (host and CUDA): large enough, in `space`, and its
+/// used bytes overlap no input or output.
+inline status check_select_critical_tokens_workspace(const selection_inputs& in, const selection_outputs& out,
+                                                     const workspace& ws, memory_space space) noexcept {
+  const std::int64_t R = in.entropy.shape[0], N = in.entropy.shape[1];
+  return check_workspace(ws, select_critical_tokens_workspace_bytes(R, N), space,
+                         "select_critical_tokens_workspace_bytes(R, N)",
+                         {{in.entropy, "inputs.entropy"}, {in.similarity, "inputs.similarity"},
+                          {in.embeddings, "inputs.embeddings"}, {in.tokens, "inputs.tokens"},
+                          {in.embedding_table, "inputs.embedding_table"}, {out.critical, "outputs.critical"},
+                          {out.counts, "outputs.counts"}, {out.initial, "outputs.initial"},
+                          {out.gradient, "outputs.gradient"}, {out.low_similarity, "outputs.low_similarity"},
+                          {out.smoothed_entropy, "outputs.smoothed_entropy"},
+                          {out.entropy_gradient, "outputs.entropy_gradient"}, {out.similarity, "outputs.similarity"}});
+}
+
+}  // namespace detail
+
 /// Counts for N tokens under `options` (validates the fractions and the window).
 inline status selection_counts_for(std::int64_t N, const selection_options& options, selection_counts& counts) noexcept {
   grid_shape g;
   return detail::resolve_selection(N, options, g, counts);
 }
 
-/// Workspace bytes `select_critical_tokens` needs for R rollouts of N tokens (host and CUDA;
-/// the intermediate maps and masks that are not requested as outputs live here).
-inline std::size_t select_critical_tokens_workspace_bytes(std::int64_t R, std::int64_t N) noexcept {
-  const std::size_t rn = static_cast<std::size_t>(R < 0 ? 0 : R) * static_cast<std::size_t>(N < 0 ? 0 : N);
-  const std::size_t n = static_cast<std::size_t>(N < 0 ? 0 : N);
-  return detail::carved_bytes({rn * 4, rn * 4, rn * 4, rn, rn, rn, n * 4});
-}
 
 namespace host {
 

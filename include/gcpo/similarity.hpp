@@ -23,18 +23,55 @@ struct similarity_options {
 
 namespace detail {
 
+/// The options of a similarity computed for R rollouts; `prefix` names the struct as the
+/// caller wrote it ("options", or "inputs.similarity_opts" inside select_critical_tokens).
+inline status check_similarity_options(const similarity_options& opt, std::int64_t R, const char* r_name,
+                                       const char* prefix) noexcept {
+  if (opt.group < 2 || opt.group > max_similarity_group)
+    return status::error(status_code::invalid_argument, "`%s.group` (%lld) must be in [2, %lld]", prefix,
+                         static_cast<long long>(opt.group), static_cast<long long>(max_similarity_group));
+  if (R % opt.group != 0)
+    return status::error(status_code::invalid_argument, "%s (R = %lld) must be a multiple of `%s.group` (%lld)", r_name,
+                         static_cast<long long>(R), prefix, static_cast<long long>(opt.group));
+  if (!(opt.eps > 0.0f) || !std::isfinite(opt.eps))
+    return status::error(status_code::invalid_argument, "`%s.eps` (%g) must be finite and > 0", prefix,
+                         static_cast<double>(opt.eps));
+  return ok();
+}
+
+/// `embeddings` `[R, N, D]` float32 / bfloat16 / float16, rows of D contiguous, positive strides.
+inline status check_embeddings(const_tensor_view embeddings, const char* name, memory_space space) noexcept {
+  GCPO_TRY(check_rank(embeddings, name, 3, "[R, N, D]"));
+  GCPO_TRY(check_space(embeddings, name, space));
+  GCPO_TRY(check_dtype(embeddings, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(check_inner_contiguous(embeddings, name));
+  GCPO_TRY(check_positive_strides(embeddings, name));
+  return ok();
+}
+
+/// `tokens` `[R, N]` int32 / int64 contiguous.
+inline status check_token_ids(const_tensor_view tokens, const char* name, memory_space space) noexcept {
+  GCPO_TRY(check_rank(tokens, name, 2, "[R, N]"));
+  GCPO_TRY(check_space(tokens, name, space));
+  GCPO_TRY(check_dtype(tokens, name, {dtype::int32, dtype::int64}));
+  GCPO_TRY(check_contiguous(tokens, name));
+  return ok();
+}
+
+/// `table` `[V, D]` float32 / bfloat16 / float16, rows contiguous, positive strides.
+inline status check_embedding_table(const_tensor_view table, const char* name, memory_space space) noexcept {
+  GCPO_TRY(check_rank(table, name, 2, "[V, D]"));
+  GCPO_TRY(check_space(table, name, space));
+  GCPO_TRY(check_dtype(table, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(check_inner_contiguous(table, name));
+  GCPO_TRY(check_positive_strides(table, name));
+  return ok();
+}
+
 inline status validate_similarity_common(std::int64_t R, std::int64_t N, const_tensor_view similarity,
                                          const similarity_options& opt, const char* r_name,
                                          memory_space space) noexcept {
-  if (opt.group < 2 || opt.group > max_similarity_group)
-    return status::error(status_code::invalid_argument, "`options.group` (%lld) must be in [2, %lld]",
-                         static_cast<long long>(opt.group), static_cast<long long>(max_similarity_group));
-  if (R % opt.group != 0)
-    return status::error(status_code::invalid_argument, "%s (R = %lld) must be a multiple of `options.group` (%lld)",
-                         r_name, static_cast<long long>(R), static_cast<long long>(opt.group));
-  if (!(opt.eps > 0.0f) || !std::isfinite(opt.eps))
-    return status::error(status_code::invalid_argument, "`options.eps` (%g) must be finite and > 0",
-                         static_cast<double>(opt.eps));
+  GCPO_TRY(check_similarity_options(opt, R, r_name, "options"));
   GCPO_TRY(check_rank(similarity, "similarity", 2, "[R, N]"));
   GCPO_TRY(check_space(similarity, "similarity", space));
   GCPO_TRY(check_dtype(similarity, "similarity", {dtype::float32}));
@@ -47,11 +84,7 @@ inline status validate_similarity_common(std::int64_t R, std::int64_t N, const_t
 /// Validation shared by the host and CUDA twins of `group_similarity`.
 inline status validate_group_similarity(const_tensor_view embeddings, const_tensor_view similarity,
                                         const similarity_options& opt, memory_space space) noexcept {
-  GCPO_TRY(check_rank(embeddings, "embeddings", 3, "[R, N, D]"));
-  GCPO_TRY(check_space(embeddings, "embeddings", space));
-  GCPO_TRY(check_dtype(embeddings, "embeddings", {dtype::float32, dtype::bfloat16, dtype::float16}));
-  GCPO_TRY(check_inner_contiguous(embeddings, "embeddings"));
-  GCPO_TRY(check_positive_strides(embeddings, "embeddings"));
+  GCPO_TRY(check_embeddings(embeddings, "embeddings", space));
   GCPO_TRY(validate_similarity_common(embeddings.shape[0], embeddings.shape[1], similarity, opt, "`embeddings.shape[0]`",
                                       space));
   GCPO_TRY(check_no_overlap(similarity, "similarity", embeddings, "embeddings"));
@@ -62,15 +95,8 @@ inline status validate_group_similarity(const_tensor_view embeddings, const_tens
 inline status validate_group_similarity_from_tokens(const_tensor_view tokens, const_tensor_view table,
                                                     const_tensor_view similarity, const similarity_options& opt,
                                                     memory_space space) noexcept {
-  GCPO_TRY(check_rank(tokens, "tokens", 2, "[R, N]"));
-  GCPO_TRY(check_space(tokens, "tokens", space));
-  GCPO_TRY(check_dtype(tokens, "tokens", {dtype::int32, dtype::int64}));
-  GCPO_TRY(check_contiguous(tokens, "tokens"));
-  GCPO_TRY(check_rank(table, "table", 2, "[V, D]"));
-  GCPO_TRY(check_space(table, "table", space));
-  GCPO_TRY(check_dtype(table, "table", {dtype::float32, dtype::bfloat16, dtype::float16}));
-  GCPO_TRY(check_inner_contiguous(table, "table"));
-  GCPO_TRY(check_positive_strides(table, "table"));
+  GCPO_TRY(check_token_ids(tokens, "tokens", space));
+  GCPO_TRY(check_embedding_table(table, "table", space));
   GCPO_TRY(validate_similarity_common(tokens.shape[0], tokens.shape[1], similarity, opt, "`tokens.shape[0]`", space));
   GCPO_TRY(check_no_overlap(similarity, "similarity", tokens, "tokens"));
   GCPO_TRY(check_no_overlap(similarity, "similarity", table, "table"));

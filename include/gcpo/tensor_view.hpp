@@ -24,6 +24,32 @@ inline const char* to_string(memory_space s) noexcept { return s == memory_space
 /// Largest rank a view can have.
 constexpr int max_rank = 4;
 
+namespace detail {
+/// `out = a * b` and true, or false when the product does not fit in int64 (then `out` is
+/// unspecified). Written out (no compiler builtin) so it stays constexpr everywhere.
+constexpr bool checked_mul(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+  out = 0;
+  if (a == 0 || b == 0) return true;
+  const std::uint64_t ua = a < 0 ? 0u - static_cast<std::uint64_t>(a) : static_cast<std::uint64_t>(a);
+  const std::uint64_t ub = b < 0 ? 0u - static_cast<std::uint64_t>(b) : static_cast<std::uint64_t>(b);
+  const bool negative = (a < 0) != (b < 0);
+  const std::uint64_t limit = negative ? (std::uint64_t{1} << 63) : (std::uint64_t{1} << 63) - 1u;
+  if (ua > limit / ub) return false;
+  const std::uint64_t p = ua * ub;
+  out = negative ? (p == (std::uint64_t{1} << 63) ? INT64_MIN : -static_cast<std::int64_t>(p))
+                 : static_cast<std::int64_t>(p);
+  return true;
+}
+
+/// `out = a + b` and true, or false when the sum does not fit in int64.
+constexpr bool checked_add(std::int64_t a, std::int64_t b, std::int64_t& out) noexcept {
+  out = 0;
+  if ((b > 0 && a > INT64_MAX - b) || (b < 0 && a < INT64_MIN - b)) return false;
+  out = a + b;
+  return true;
+}
+}  // namespace detail
+
 /// A view over `void*` (outputs) or `const void*` (inputs). See the file comment.
 template <class VoidPtr>
 struct basic_tensor_view {
@@ -54,20 +80,32 @@ struct basic_tensor_view {
   /// True unless absent.
   constexpr bool present() const noexcept { return !absent(); }
 
-  /// Number of elements (1 for rank 0 with data, 0 when absent).
+  /// Number of elements (1 for rank 0 with data, 0 when absent, 0 when any extent is 0), or
+  /// -1 when the view is malformed, an extent is negative or the product of the extents does
+  /// not fit in int64 (every operator rejects such a view by name).
   constexpr std::int64_t numel() const noexcept {
     if (absent()) return 0;
+    if (rank < 0 || rank > max_rank) return -1;
+    bool empty = false;
+    for (int i = 0; i < rank; ++i) {
+      if (shape[i] < 0) return -1;
+      empty = empty || shape[i] == 0;
+    }
+    if (empty) return 0;
     std::int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= shape[i];
+    for (int i = 0; i < rank; ++i)
+      if (!detail::checked_mul(n, shape[i], n)) return -1;
     return n;
   }
 
   /// True when the elements are dense and row-major.
   constexpr bool is_contiguous() const noexcept {
+    if (rank < 0 || rank > max_rank) return false;
     std::int64_t expect = 1;
+    bool representable = true;  // false once the row-major stride no longer fits in int64
     for (int i = rank - 1; i >= 0; --i) {
-      if (shape[i] != 1 && strides[i] != expect) return false;
-      expect *= shape[i];
+      if (shape[i] != 1 && (!representable || strides[i] != expect)) return false;
+      representable = representable && detail::checked_mul(expect, shape[i], expect);
     }
     return true;
   }
@@ -112,10 +150,13 @@ detail::view_for<T> make_view(T* data, std::initializer_list<std::int64_t> shape
   v.rank = static_cast<int>(shape.size());
   int i = 0;
   for (std::int64_t s : shape) v.shape[i++] = s;
+  // Row-major strides; once their product overflows (a view that numel() reports as -1, or an
+  // empty one), the outer strides are left 0 instead of wrapping.
   std::int64_t stride = 1;
+  bool fits = true;
   for (int d = v.rank - 1; d >= 0; --d) {
-    v.strides[d] = stride;
-    stride *= v.shape[d];
+    v.strides[d] = fits ? stride : 0;
+    fits = fits && detail::checked_mul(stride, v.shape[d], stride);
   }
   return v;
 }

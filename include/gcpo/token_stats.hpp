@@ -86,10 +86,11 @@ inline status validate_token_stats_backward(const_tensor_view logits, const_tens
   GCPO_TRY(check_extent(grad_logits, "grad_logits", 2, V, "`logits.shape[2]`"));
   GCPO_TRY(check_inner_contiguous(grad_logits, "grad_logits"));
   GCPO_TRY(check_positive_strides(grad_logits, "grad_logits"));
+  GCPO_TRY(check_no_self_overlap(grad_logits, "grad_logits"));
   // In place is allowed only as an exact alias: same pointer, dtype and strides.
   const bool in_place = grad_logits.data == logits.data && grad_logits.type == logits.type &&
                         grad_logits.strides[0] == logits.strides[0] && grad_logits.strides[1] == logits.strides[1];
-  if (!in_place) GCPO_TRY(check_no_overlap(grad_logits, "grad_logits", logits, "logits (unless it is exactly `logits`, in place)"));
+  GCPO_TRY(check_no_overlap_unless_exact(grad_logits, "grad_logits", logits, "logits", in_place));
   GCPO_TRY(check_no_overlap(grad_logits, "grad_logits", tokens, "tokens"));
   GCPO_TRY(check_no_overlap(grad_logits, "grad_logits", lse, "lse"));
   GCPO_TRY(check_no_overlap(grad_logits, "grad_logits", grad_logprob, "grad_logprob"));

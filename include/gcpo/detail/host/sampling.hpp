@@ -50,8 +50,7 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
                               tensor_view entropy, const sampling_options& opt, workspace ws) noexcept {
   GCPO_TRY(detail::validate_generation_step(cond, uncond, tokens, logprob, entropy, opt, memory_space::host));
   const std::int64_t R = cond.shape[0], V = cond.shape[1];
-  GCPO_TRY(detail::check_workspace(ws, generation_step_workspace_bytes(R, V), memory_space::host,
-                                   "generation_step_workspace_bytes(R, V)"));
+  GCPO_TRY(detail::check_generation_step_workspace(cond, uncond, tokens, logprob, entropy, ws, memory_space::host));
   detail::workspace_carver carve(ws);
   float* x = carve.take<float>(static_cast<std::size_t>(V));
   std::int32_t* order = carve.take<std::int32_t>(static_cast<std::size_t>(V));

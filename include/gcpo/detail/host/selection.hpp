@@ -456,25 +456,8 @@ inline status low_similarity_mask(const_tensor_view similarity, const_tensor_vie
 
 inline status union_mask(const_tensor_view a, const_tensor_view b, const_tensor_view c, tensor_view critical,
                          tensor_view counts) noexcept {
-  GCPO_TRY(detail::check_rank(a, "a", 2, "[R, N]"));
+  GCPO_TRY(detail::validate_union_mask(a, b, c, critical, counts, memory_space::host));
   const std::int64_t R = a.shape[0], N = a.shape[1];
-  GCPO_TRY(detail::check_map(a, "a", R, N, dtype::uint8, memory_space::host, "`a.shape[0]`"));
-  GCPO_TRY(detail::check_map(b, "b", R, N, dtype::uint8, memory_space::host, "`a.shape[0]`"));
-  if (c.present()) GCPO_TRY(detail::check_map(c, "c", R, N, dtype::uint8, memory_space::host, "`a.shape[0]`"));
-  GCPO_TRY(detail::check_map(critical, "critical", R, N, dtype::uint8, memory_space::host, "`a.shape[0]`"));
-  const char* in_names[3] = {"a", "b", "c"};
-  const const_tensor_view ins[3] = {a, b, c};
-  for (int i = 0; i < 3; ++i)
-    if (ins[i].data != critical.data) GCPO_TRY(detail::check_no_overlap(critical, "critical (unless exactly an input)", ins[i], in_names[i]));
-  if (counts.present()) {
-    GCPO_TRY(detail::check_rank(counts, "counts", 1, "[R]"));
-    GCPO_TRY(detail::check_space(counts, "counts", memory_space::host));
-    GCPO_TRY(detail::check_dtype(counts, "counts", {dtype::int32}));
-    GCPO_TRY(detail::check_extent(counts, "counts", 0, R, "`a.shape[0]`"));
-    GCPO_TRY(detail::check_contiguous(counts, "counts"));
-    for (int i = 0; i < 3; ++i) GCPO_TRY(detail::check_no_overlap(counts, "counts", ins[i], in_names[i]));
-    GCPO_TRY(detail::check_no_overlap(counts, "counts", critical, "critical"));
-  }
   const std::uint8_t* pa = a.as<const std::uint8_t>();
   const std::uint8_t* pb = b.as<const std::uint8_t>();
   const std::uint8_t* pc = c.present() ? c.as<const std::uint8_t>() : nullptr;
@@ -498,8 +481,7 @@ inline status select_critical_tokens(const selection_inputs& in, const selection
   selection_counts c;
   GCPO_TRY(detail::validate_select_critical_tokens(in, out, options, memory_space::host, g, c));
   const std::int64_t R = in.entropy.shape[0], N = in.entropy.shape[1];
-  GCPO_TRY(detail::check_workspace(ws, select_critical_tokens_workspace_bytes(R, N), memory_space::host,
-                                   "select_critical_tokens_workspace_bytes(R, N)"));
+  GCPO_TRY(detail::check_select_critical_tokens_workspace(in, out, ws, memory_space::host));
   if (R * N == 0) {  // nothing to select; views and workspace may have null pointers
     if (out.counts.present())
       for (std::int64_t r = 0; r < R; ++r) out.counts.as<std::int32_t>()[r] = 0;
@@ -530,10 +512,12 @@ inline status select_critical_tokens(const selection_inputs& in, const selection
     tensor_view sim_view = out.similarity.present()
                                ? out.similarity
                                : make_view(sim_ws, {R, N}, memory_space::host);
+    // Validated above under the names the caller used (`inputs.embeddings`, ...).
     if (in.embeddings.present())
-      GCPO_TRY(host::group_similarity(in.embeddings, sim_view, in.similarity_opts));
+      detail::host_impl::group_similarity_unchecked(in.embeddings, sim_view, in.similarity_opts);
     else
-      GCPO_TRY(host::group_similarity_from_tokens(in.tokens, in.embedding_table, sim_view, in.similarity_opts));
+      GCPO_TRY(detail::host_impl::group_similarity_from_tokens_unchecked(in.tokens, in.embedding_table, sim_view,
+                                                                         in.similarity_opts, "inputs.tokens"));
     sim = sim_view.as<const float>();
   }
 

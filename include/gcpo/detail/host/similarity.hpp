@@ -66,6 +66,48 @@ void group_similarity_driver(std::int64_t R, std::int64_t N, std::int64_t D, con
     }
 }
 
+/// group_similarity on validated views.
+inline void group_similarity_unchecked(const_tensor_view embeddings, tensor_view similarity,
+                                       const similarity_options& options) noexcept {
+  const std::int64_t R = embeddings.shape[0], N = embeddings.shape[1], D = embeddings.shape[2];
+  dispatch_float(embeddings.type, [&](auto tag) {
+    using T = decltype(tag);
+    const T* base = embeddings.as<const T>();
+    const std::int64_t s0 = embeddings.strides[0], s1 = embeddings.strides[1];
+    group_similarity_driver<T>(R, N, D, options, similarity.as<float>(),
+                               [&](std::int64_t r, std::int64_t t) { return base + r * s0 + t * s1; });
+  });
+}
+
+/// group_similarity_from_tokens on validated views; an out-of-range id is reported as
+/// `tokens_name[r, t]` (the argument as the caller wrote it).
+inline status group_similarity_from_tokens_unchecked(const_tensor_view tokens, const_tensor_view table,
+                                                     tensor_view similarity, const similarity_options& options,
+                                                     const char* tokens_name) noexcept {
+  const std::int64_t R = tokens.shape[0], N = tokens.shape[1], V = table.shape[0], D = table.shape[1];
+  status result;
+  dispatch_index(tokens.type, [&](auto itag) {
+    using I = decltype(itag);
+    const I* tok = tokens.as<const I>();
+    for (std::int64_t i = 0; i < R * N; ++i)
+      if (tok[i] < 0 || static_cast<std::int64_t>(tok[i]) >= V) {
+        result = status::error(status_code::invalid_argument, "`%s[%lld, %lld]` (%lld) must be in [0, V = %lld)",
+                               tokens_name, static_cast<long long>(i / N), static_cast<long long>(i % N),
+                               static_cast<long long>(tok[i]), static_cast<long long>(V));
+        return;
+      }
+    dispatch_float(table.type, [&](auto tag) {
+      using T = decltype(tag);
+      const T* base = table.as<const T>();
+      const std::int64_t s0 = table.strides[0];
+      group_similarity_driver<T>(
+          R, N, D, options, similarity.as<float>(),
+          [&](std::int64_t r, std::int64_t t) { return base + static_cast<std::int64_t>(tok[r * N + t]) * s0; });
+    });
+  });
+  return result;
+}
+
 }  // namespace host_impl
 }  // namespace detail
 
@@ -74,42 +116,14 @@ namespace host {
 inline status group_similarity(const_tensor_view embeddings, tensor_view similarity,
                                const similarity_options& options) noexcept {
   GCPO_TRY(detail::validate_group_similarity(embeddings, similarity, options, memory_space::host));
-  const std::int64_t R = embeddings.shape[0], N = embeddings.shape[1], D = embeddings.shape[2];
-  detail::dispatch_float(embeddings.type, [&](auto tag) {
-    using T = decltype(tag);
-    const T* base = embeddings.as<const T>();
-    const std::int64_t s0 = embeddings.strides[0], s1 = embeddings.strides[1];
-    detail::host_impl::group_similarity_driver<T>(R, N, D, options, similarity.as<float>(),
-                                                  [&](std::int64_t r, std::int64_t t) { return base + r * s0 + t * s1; });
-  });
+  detail::host_impl::group_similarity_unchecked(embeddings, similarity, options);
   return ok();
 }
 
 inline status group_similarity_from_tokens(const_tensor_view tokens, const_tensor_view table, tensor_view similarity,
                                            const similarity_options& options) noexcept {
   GCPO_TRY(detail::validate_group_similarity_from_tokens(tokens, table, similarity, options, memory_space::host));
-  const std::int64_t R = tokens.shape[0], N = tokens.shape[1], V = table.shape[0], D = table.shape[1];
-  status result;
-  detail::dispatch_index(tokens.type, [&](auto itag) {
-    using I = decltype(itag);
-    const I* tok = tokens.as<const I>();
-    for (std::int64_t i = 0; i < R * N; ++i)
-      if (tok[i] < 0 || static_cast<std::int64_t>(tok[i]) >= V) {
-        result = status::error(status_code::invalid_argument, "`tokens[%lld, %lld]` (%lld) must be in [0, V = %lld)",
-                               static_cast<long long>(i / N), static_cast<long long>(i % N),
-                               static_cast<long long>(tok[i]), static_cast<long long>(V));
-        return;
-      }
-    detail::dispatch_float(table.type, [&](auto tag) {
-      using T = decltype(tag);
-      const T* base = table.as<const T>();
-      const std::int64_t s0 = table.strides[0];
-      detail::host_impl::group_similarity_driver<T>(
-          R, N, D, options, similarity.as<float>(),
-          [&](std::int64_t r, std::int64_t t) { return base + static_cast<std::int64_t>(tok[r * N + t]) * s0; });
-    });
-  });
-  return result;
+  return detail::host_impl::group_similarity_from_tokens_unchecked(tokens, table, similarity, options, "tokens");
 }
 
 }  // namespace host
