@@ -20,7 +20,7 @@ if(GCPO_BUILD_TRAINER)
 
   # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
   # the binary and the tests (few translation units: each libtorch one compiles slowly).
-  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp train.cpp)
+  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp train.cpp vq_decoder.cpp)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
@@ -49,5 +49,11 @@ if(GCPO_BUILD_TRAINER)
     target_compile_definitions(test_janus_trainer PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     # Listing the cases runs the binary right after the build: it must start without a GPU.
     catch_discover_tests(test_janus_trainer TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 600)
+    # Janus-Pro's VQ-16 decoder against a float64 reference written from the spec (fixtures/)
+    add_executable(test_janus_vq tests/test_vq_decoder.cpp)
+    target_link_libraries(test_janus_vq PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    target_precompile_headers(test_janus_vq REUSE_FROM janus_trainer_lib)
+    target_compile_definitions(test_janus_vq PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
+    catch_discover_tests(test_janus_vq TEST_PREFIX "trainer: ")
   endif()
 endif()
