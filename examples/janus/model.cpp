@@ -32,6 +32,14 @@ void ModelConfig::validate() const {
   need(bos_id >= 0 && bos_id < vocab_size, "bos_id must be a text token id");
   need(pad_id >= 0 && pad_id < vocab_size, "pad_id must be a text token id");
   need(boi_id >= 0 && boi_id < vocab_size, "boi_id must be a text token id");
+  // Upper bounds far above any model this trainer runs: a corrupted config must not make the
+  // loader allocate (or enumerate) an absurd model.
+  need(vocab_size <= (1 << 22) && image_token_size <= (1 << 22), "vocab_size and image_token_size must be <= 2^22");
+  need(hidden_size <= (1 << 16) && intermediate_size <= (1 << 18) && gen_embed_dim <= (1 << 16) &&
+           image_token_embed >= 0 && image_token_embed <= (1 << 16),
+       "hidden_size, gen_embed_dim and image_token_embed must be <= 2^16, intermediate_size <= 2^18");
+  need(num_hidden_layers <= 1024, "num_hidden_layers must be <= 1024");
+  need(image_height <= 4096 && image_width <= 4096, "image grid must be at most 4096 x 4096");
 }
 
 nlohmann::json ModelConfig::to_json() const {

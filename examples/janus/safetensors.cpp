@@ -1,8 +1,7 @@
 // examples/janus/safetensors.cpp - see safetensors.hpp.
 #include "safetensors.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,6 +12,8 @@
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
+
+#include "run_dir.hpp"
 
 namespace janus {
 namespace {
@@ -46,55 +47,6 @@ bool little_endian() {
   return c == 1;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-/// A file written under a temporary name and renamed into place on commit().
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd_ < 0) throw std::runtime_error("cannot create " + tmp_ + ": " + errno_text());
-  }
-  ~AtomicFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(tmp_.c_str());
-    }
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-
-  void write(const void* data, std::size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error("cannot write " + tmp_ + ": " + errno_text());
-      }
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
-  }
-  void commit() {
-    if (::fsync(fd_) != 0) throw std::runtime_error("cannot flush " + tmp_ + ": " + errno_text());
-    if (::close(fd_) != 0) {
-      fd_ = -1;
-      ::unlink(tmp_.c_str());
-      throw std::runtime_error("cannot close " + tmp_ + ": " + errno_text());
-    }
-    fd_ = -1;
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      ::unlink(tmp_.c_str());
-      throw std::runtime_error("cannot rename " + tmp_ + " to " + path_ + ": " + errno_text());
-    }
-  }
-
- private:
-  std::string path_, tmp_;
-  int fd_ = -1;
-};
-
 }  // namespace
 
 const at::Tensor& SafeTensors::at(const std::string& name) const {
@@ -107,12 +59,6 @@ bool SafeTensors::contains(const std::string& name) const {
   for (const auto& kv : tensors)
     if (kv.first == name) return true;
   return false;
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  AtomicFile f(path);
-  f.write(bytes.data(), bytes.size());
-  f.commit();
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
@@ -151,6 +97,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 
 SafeTensors load_safetensors(const std::string& path) {
   if (!little_endian()) throw std::runtime_error("safetensors: only little-endian hosts are supported");
+  struct stat sb;
+  if (::stat(path.c_str(), &sb) != 0) throw std::runtime_error("safetensors: cannot open " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(sb.st_mode)) throw std::runtime_error("safetensors: " + path + " is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("safetensors: cannot open " + path);
   in.seekg(0, std::ios::end);
@@ -196,21 +145,41 @@ SafeTensors load_safetensors(const std::string& path) {
       const auto& v = it.value();
       Entry e;
       e.name = it.key();
+      if (!v.is_object()) throw fail("tensor '" + e.name + "': its header entry is not an object");
+      if (!v.contains("dtype") || !v.at("dtype").is_string())
+        throw fail("tensor '" + e.name + "': dtype is missing or not a string");
       e.type = dtype_from(v.at("dtype").get<std::string>(), path, e.name);
-      e.shape = v.at("shape").get<std::vector<std::int64_t>>();
-      const auto off = v.at("data_offsets").get<std::vector<std::uint64_t>>();
-      if (off.size() != 2) throw fail("tensor '" + e.name + "': data_offsets must have two entries");
-      e.begin = off[0];
-      e.end = off[1];
+      if (!v.contains("shape") || !v.at("shape").is_array())
+        throw fail("tensor '" + e.name + "': shape is missing or not an array");
+      if (v.at("shape").size() > 8) throw fail("tensor '" + e.name + "': more than 8 dimensions");
+      // Every extent a non-negative integer; numel and the byte size computed overflow-checked
+      // and bounded by the file's data section (a shape [1e30] or [2^40, 2^40] is an error).
       std::uint64_t numel = 1;
-      for (auto s : e.shape) {
-        if (s < 0) throw fail("tensor '" + e.name + "': negative extent");
-        numel *= static_cast<std::uint64_t>(s);
+      bool overflow = false;
+      for (const auto& x : v.at("shape")) {
+        if (!x.is_number_integer() || (x.is_number_integer() && !x.is_number_unsigned() && x.get<std::int64_t>() < 0))
+          throw fail("tensor '" + e.name + "': shape " + v.at("shape").dump() +
+                     " must hold non-negative integers");
+        const std::uint64_t s = x.is_number_unsigned() ? x.get<std::uint64_t>()
+                                                        : static_cast<std::uint64_t>(x.get<std::int64_t>());
+        if (s > static_cast<std::uint64_t>(INT64_MAX)) overflow = true;
+        e.shape.push_back(static_cast<std::int64_t>(s & static_cast<std::uint64_t>(INT64_MAX)));
+        if (__builtin_mul_overflow(numel, s, &numel)) overflow = true;
       }
-      const std::uint64_t bytes = numel * static_cast<std::uint64_t>(c10::elementSize(e.type));
+      std::uint64_t bytes = 0;
+      if (overflow || __builtin_mul_overflow(numel, static_cast<std::uint64_t>(c10::elementSize(e.type)), &bytes) ||
+          bytes > data_size)
+        throw fail("tensor '" + e.name + "': shape " + v.at("shape").dump() + " of " + v.at("dtype").get<std::string>() +
+                   " does not fit in the file's " + std::to_string(data_size) + " data bytes");
+      const auto& offs = v.contains("data_offsets") ? v.at("data_offsets") : nlohmann::json();
+      if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
+        throw fail("tensor '" + e.name + "': data_offsets must be two non-negative integers");
+      e.begin = offs[0].get<std::uint64_t>();
+      e.end = offs[1].get<std::uint64_t>();
       if (e.begin > e.end || e.end > data_size || e.end - e.begin != bytes)
         throw fail("tensor '" + e.name + "': data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
-                   ") do not match its shape and dtype (" + std::to_string(bytes) + " bytes) or the file");
+                   ") do not match its shape and dtype (" + std::to_string(bytes) + " bytes) or the file's " +
+                   std::to_string(data_size) + " data bytes");
       entries.push_back(std::move(e));
     } catch (const nlohmann::json::exception& ex) {
       throw fail("tensor '" + it.key() + "': " + ex.what());

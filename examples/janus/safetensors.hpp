@@ -15,6 +15,8 @@
 
 #include <ATen/ATen.h>
 
+#include "run_dir.hpp"  // AtomicFile, write_file_atomic
+
 namespace janus {
 
 /// Tensors by name plus the header's `__metadata__`.
@@ -33,12 +35,11 @@ struct SafeTensors {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-/// Reads a whole file into CPU tensors. Validates the header: known dtypes, offsets inside
-/// the data section, sizes equal to numel * element size, no overlaps. Throws
-/// std::runtime_error naming the file and the problem.
+/// Reads a whole file into CPU tensors. Validates the header: a regular file, known dtypes,
+/// shapes of non-negative integers whose byte size (computed overflow-checked) fits in the
+/// file, offsets inside the data section equal to numel * element size, no overlaps. Throws
+/// std::runtime_error naming the file, the tensor and the problem. (Whether a dtype, a shape or
+/// the values suit their use is the caller's check: see load_parameters.)
 SafeTensors load_safetensors(const std::string& path);
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace janus

@@ -2,6 +2,7 @@
 #include "shapes_task.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,9 @@
 
 #include <nlohmann/json.hpp>
 #include <png.h>
+#include <sys/stat.h>
+
+#include "run_dir.hpp"
 
 namespace shapes {
 
@@ -232,6 +236,26 @@ status validate(const Metadata& meta) {
       return status::error(status_code::invalid_argument, "`exclude[%zu].count` (%d) must be >= 1", i,
                            meta.exclude[i].count);
   if (idx(meta.tag) >= kNumTags) return status::error(status_code::invalid_argument, "`tag` is not a known tag");
+  // The clauses each tag's records have (GenEval's generator): a record that asks for nothing
+  // would score every image correct.
+  const char* tag = name(meta.tag);
+  const std::size_t want = meta.tag == Tag::two_object || meta.tag == Tag::position || meta.tag == Tag::color_attr ? 2 : 1;
+  if (meta.include.empty())
+    return status::error(status_code::invalid_argument, "`include` is empty: a `%s` record needs %zu include clause%s",
+                         tag, want, want == 1 ? "" : "s");
+  if (meta.include.size() != want)
+    return status::error(status_code::invalid_argument, "`include` has %zu clauses: a `%s` record needs %zu",
+                         meta.include.size(), tag, want);
+  if (meta.tag == Tag::colors && !meta.include[0].color)
+    return status::error(status_code::invalid_argument, "`include[0].color` is missing: a `colors` record needs it");
+  if (meta.tag == Tag::color_attr)
+    for (std::size_t i = 0; i < 2; ++i)
+      if (!meta.include[i].color)
+        return status::error(status_code::invalid_argument,
+                             "`include[%zu].color` is missing: a `color_attr` record needs both colours", i);
+  if (meta.tag == Tag::position && !meta.include[1].position)
+    return status::error(status_code::invalid_argument,
+                         "`include[1].position` is missing: a `position` record needs it");
   return gcpo::ok();
 }
 
@@ -470,15 +494,23 @@ status from_json_line(std::string_view line, Metadata& out) {
 }
 
 status write_jsonl(const std::string& path, const std::vector<Metadata>& records) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) return status::error(status_code::invalid_argument, "cannot open \"%s\" for writing", path.c_str());
-  for (const auto& r : records) f << to_json_line(r) << '\n';
-  f.flush();
-  if (!f) return status::error(status_code::invalid_argument, "cannot write \"%s\"", path.c_str());
+  std::string text;
+  for (const auto& r : records) text += to_json_line(r) + '\n';
+  try {
+    janus::write_file_atomic(path, text);
+  } catch (const std::exception& e) {
+    return status::error(status_code::invalid_argument, "cannot write \"%s\": %s", path.c_str(), e.what());
+  }
   return gcpo::ok();
 }
 
 status read_jsonl(const std::string& path, std::vector<Metadata>& out) {
+  struct stat sb;
+  if (::stat(path.c_str(), &sb) != 0)
+    return status::error(status_code::invalid_argument, "cannot open \"%s\" for reading: %s", path.c_str(),
+                         std::strerror(errno));
+  if (S_ISDIR(sb.st_mode))
+    return status::error(status_code::invalid_argument, "\"%s\" is a directory, not a JSONL file", path.c_str());
   std::ifstream f(path, std::ios::binary);
   if (!f) return status::error(status_code::invalid_argument, "cannot open \"%s\" for reading", path.c_str());
   std::vector<Metadata> records;
@@ -489,11 +521,12 @@ status read_jsonl(const std::string& path, std::vector<Metadata>& out) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     Metadata m;
-    const status s = from_json_line(line, m);
-    if (!s.ok())
-      return status::error(s.code(), "%s line %ld: %s", path.c_str(), lineno, s.message());
+    status s = from_json_line(line, m);
+    if (s.ok()) s = validate(m);
+    if (!s.ok()) return status::error(s.code(), "%s:%ld: %s", path.c_str(), lineno, s.message());
     records.push_back(std::move(m));
   }
+  if (f.bad()) return status::error(status_code::invalid_argument, "cannot read \"%s\"", path.c_str());
   out.insert(out.end(), std::make_move_iterator(records.begin()), std::make_move_iterator(records.end()));
   return gcpo::ok();
 }
@@ -1252,10 +1285,10 @@ Image sample_sheet(const std::vector<Grid>& grids, const std::vector<Mark>& mark
 
 Mark mark_of(const ScoreResult& result) noexcept { return result.correct ? Mark::correct : Mark::incorrect; }
 
-status write_png(const std::string& path, const Image& image) {
+status encode_png(const Image& image, std::string& out) {
   if (image.width <= 0 || image.height <= 0 ||
       image.rgb.size() != static_cast<std::size_t>(image.width) * image.height * 3)
-    return status::error(status_code::invalid_argument, "cannot write an empty or inconsistent %d x %d image",
+    return status::error(status_code::invalid_argument, "cannot encode an empty or inconsistent %d x %d image",
                          image.width, image.height);
   png_image pi;
   std::memset(&pi, 0, sizeof pi);
@@ -1263,12 +1296,29 @@ status write_png(const std::string& path, const Image& image) {
   pi.width = static_cast<png_uint_32>(image.width);
   pi.height = static_cast<png_uint_32>(image.height);
   pi.format = PNG_FORMAT_RGB;
-  if (!png_image_write_to_file(&pi, path.c_str(), 0, image.rgb.data(), 0, nullptr)) {
-    const std::string msg = pi.message;
-    png_image_free(&pi);
-    return status::error(status_code::invalid_argument, "cannot write PNG \"%s\": %s", path.c_str(), msg.c_str());
+  png_alloc_size_t size = 0;
+  if (png_image_write_to_memory(&pi, nullptr, &size, 0, image.rgb.data(), 0, nullptr) && size > 0) {
+    std::string bytes(size, '\0');
+    if (png_image_write_to_memory(&pi, &bytes[0], &size, 0, image.rgb.data(), 0, nullptr)) {
+      bytes.resize(size);
+      out = std::move(bytes);
+      png_image_free(&pi);
+      return gcpo::ok();
+    }
   }
+  const std::string msg = pi.message;
   png_image_free(&pi);
+  return status::error(status_code::invalid_argument, "cannot encode PNG: %s", msg.c_str());
+}
+
+status write_png(const std::string& path, const Image& image) {
+  std::string bytes;
+  GCPO_TRY(encode_png(image, bytes));
+  try {
+    janus::write_file_atomic(path, bytes);
+  } catch (const std::exception& e) {
+    return status::error(status_code::invalid_argument, "cannot write PNG \"%s\": %s", path.c_str(), e.what());
+  }
   return gcpo::ok();
 }
 

@@ -233,7 +233,10 @@ struct Metadata {
   friend bool operator!=(const Metadata& a, const Metadata& b) { return !(a == b); }
 };
 
-/// Checks a record: counts >= 1, position targets index an earlier include clause.
+/// Checks a record: counts >= 1, position targets index an earlier include clause, and the
+/// clauses its tag has (GenEval's generator): one for single_object, counting and colors (with
+/// a colour), two for two_object, position (the second with a position) and color_attr (both
+/// with a colour); an empty `include` is an error.
 status validate(const Metadata& meta);
 
 /// GenEval's templates (its create_prompts.py), with "an" before a vowel:
@@ -267,9 +270,10 @@ std::string to_json_line(const Metadata& meta);
 /// `position` are optional; other keys are ignored. Unknown classes, colours, tags or
 /// relations are errors naming the field.
 status from_json_line(std::string_view line, Metadata& out);
-/// Writes one line per record (each ends with '\n').
+/// Writes one line per record (each ends with '\n'), atomically (temporary file, fsync, rename).
 status write_jsonl(const std::string& path, const std::vector<Metadata>& records);
-/// Reads every non-blank line of a JSONL file (appends nothing on error; errors name the line).
+/// Reads every non-blank line of a JSONL file, each parsed and validate()d (appends nothing on
+/// error; errors name the file and line as "path:line"). A directory is an error.
 status read_jsonl(const std::string& path, std::vector<Metadata>& out);
 
 // =============================================================================================
@@ -635,8 +639,11 @@ Image sample_sheet(const std::vector<Grid>& grids, const std::vector<Mark>& mark
 /// Mark::correct / Mark::incorrect from ScoreResult::correct.
 Mark mark_of(const ScoreResult& result) noexcept;
 
-/// Writes an 8-bit RGB PNG (libpng). Fails on an empty image or an I/O error.
+/// Writes an 8-bit RGB PNG (libpng), atomically (janus::write_file_atomic: temporary file, fsync,
+/// rename). Fails on an empty image or an I/O error.
 status write_png(const std::string& path, const Image& image);
+/// The PNG file's bytes of `image` (what write_png writes).
+status encode_png(const Image& image, std::string& out);
 /// Reads a PNG of any colour type into 8-bit RGB (libpng).
 status read_png(const std::string& path, Image& out);
 

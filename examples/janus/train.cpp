@@ -1,18 +1,25 @@
 // examples/janus/train.cpp - see train.hpp.
 #include "train.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <csignal>
+#include <cstring>
+#include <ctime>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <mutex>
+#include <set>
 #include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -149,26 +156,87 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   return c;
 }
 
+namespace {
+
+std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+void need_real(double v, const char* flag, double lo, double hi, bool lo_open = false) {
+  if (!std::isfinite(v) || v < lo || v > hi || (lo_open && v == lo))
+    throw UsageError(std::string(flag) + " (" + num(v) + ") must be a finite number in " + (lo_open ? "(" : "[") +
+                     num(lo) + ", " + num(hi) + "]");
+}
+
+void need_int(std::int64_t v, const char* flag, std::int64_t lo, std::int64_t hi) {
+  if (v < lo || v > hi)
+    throw UsageError(std::string(flag) + " (" + std::to_string(v) + ") must be an integer in [" + std::to_string(lo) +
+                     ", " + std::to_string(hi) + "]");
+}
+
+}  // namespace
+
 void TrainConfig::validate() const {
   auto need = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument(what);
+    if (!ok) throw UsageError(what);
   };
   need(mode == "sft" || mode == "rl", "mode must be sft or rl");
-  need(algo == "gcpo" || algo == "grpo", "--algo must be gcpo or grpo");
-  need(device == "cpu" || device == "cuda", "--device must be cpu or cuda");
+  need(algo == "gcpo" || algo == "grpo", "--algo must be gcpo or grpo, not '" + algo + "'");
+  need(device == "cpu" || device == "cuda", "--device must be cpu or cuda, not '" + device + "'");
   need(schedule == "constant" || schedule == "linear" || schedule == "cosine",
-       "--lr-schedule must be constant, linear or cosine");
-  need(adv_std == "unbiased" || adv_std == "biased" || adv_std == "none", "--adv-std must be unbiased, biased or none");
-  need(ref_embeds == "policy" || ref_embeds == "ref", "--ref-embeds must be policy or ref");
-  score_mode(reward);
-  need(steps >= 0, "--steps must be >= 0");
-  need(lr >= 0, "--lr must be >= 0");
-  need(batch >= 1, "--batch must be >= 1");
-  need(prompts >= 1, "--prompts must be >= 1");
-  need(group >= 2, "--group must be >= 2 (group advantages and similarity need two samples)");
-  need(eval_samples >= 1 && eval_batch >= 1, "--eval-samples and --eval-batch must be >= 1");
-  need(uncond_prob >= 0 && uncond_prob <= 1, "--uncond-prob must be in [0, 1]");
-  need(hidden >= 8 && layers >= 1 && heads >= 1 && hidden % heads == 0, "--hidden must be a multiple of --heads");
+       "--lr-schedule must be constant, linear or cosine, not '" + schedule + "'");
+  need(adv_std == "unbiased" || adv_std == "biased" || adv_std == "none",
+       "--adv-std must be unbiased, biased or none, not '" + adv_std + "'");
+  need(ref_embeds == "policy" || ref_embeds == "ref", "--ref-embeds must be policy or ref, not '" + ref_embeds + "'");
+  need(reward == "binary" || reward == "strict" || reward == "partial" || reward == "clean",
+       "--reward must be binary, strict, partial or clean, not '" + reward + "'");
+  need(!out.empty(), "--out must not be empty");
+  // Every number finite and in range (limits in train.hpp, shared with the command line).
+  need_int(grid_height, "--grid", limits::min_grid, limits::max_grid);
+  need_int(grid_width, "--grid", limits::min_grid, limits::max_grid);
+  need_real(heldout_fraction, "--heldout-fraction", 0.0, 0.95);
+  need_int(hidden, "--hidden", 8, limits::max_hidden);
+  need_int(layers, "--layers", 1, limits::max_layers);
+  need_int(heads, "--heads", 1, hidden);
+  need(hidden % heads == 0 && (hidden / heads) % 2 == 0,
+       "--hidden (" + std::to_string(hidden) + ") must be a multiple of --heads (" + std::to_string(heads) +
+           ") with an even quotient (RoPE)");
+  need_int(intermediate, "--intermediate", 0, limits::max_intermediate);
+  need_int(steps, "--steps", 0, limits::max_steps);
+  need_int(save_every, "--save-every", 0, limits::max_steps);
+  need_int(image_every, "--image-every", 0, limits::max_steps);
+  need_int(eval_every, "--eval-every", 0, limits::max_steps);
+  need_int(eval_samples, "--eval-samples", 1, limits::max_samples);
+  need_int(eval_batch, "--eval-batch", 1, limits::max_batch);
+  need_real(lr, "--lr", 0.0, limits::max_lr);
+  need_int(warmup, "--warmup", 0, limits::max_steps);
+  need_real(min_lr_ratio, "--min-lr-ratio", 0.0, 1.0);
+  need_real(weight_decay, "--weight-decay", 0.0, 1.0);
+  need_real(beta1, "beta1", 0.0, 1.0);
+  need_real(beta2, "beta2", 0.0, 1.0);
+  need_real(adam_eps, "adam_eps", 0.0, 1.0, true);
+  need_real(max_grad_norm, "--max-grad-norm", 0.0, limits::max_real);
+  need_int(batch, "--batch", 1, limits::max_batch);
+  need_real(uncond_prob, "--uncond-prob", 0.0, 1.0);
+  need_int(prompts, "--prompts", 1, limits::max_batch);
+  need_int(group, "--group", 2, limits::max_batch);
+  need(prompts * group <= limits::max_batch, "--prompts x --group (" + std::to_string(prompts) + " x " +
+                                                 std::to_string(group) + ") must be at most " +
+                                                 std::to_string(limits::max_batch) + " rollouts per step");
+  need_real(cfg_scale, "--cfg", 0.0, limits::max_cfg);
+  need_real(temperature, "--temperature", 0.0, limits::max_temperature, true);
+  need_int(top_k, "--top-k", 0, shapes::codebook_size());
+  need_real(top_p, "--top-p", 0.0, 1.0, true);
+  need_real(beta, "--beta", 0.0, limits::max_real);
+  need_real(weight_clip, "--weight-clip", 0.0, limits::max_real);
+  need_real(initial_frac, "--initial-frac", 0.0, 1.0);
+  need_real(gradient_frac, "--gradient-frac", 0.0, 1.0);
+  need_real(similarity_frac, "--similarity-frac", 0.0, 1.0);
+  need_real(window_start_frac, "window_start_frac", 0.0, 1.0);
+  need_real(window_frac, "window_frac", 0.0, 1.0);
+  need_real(adv_eps, "adv_eps", 0.0, 1.0, true);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -268,6 +336,125 @@ void save_model(const std::string& path, JanusModelImpl& model) {
   save_safetensors(path, tensors, {{"format", "pt"}, {"config", model.cfg.to_json().dump()}});
 }
 
+namespace {
+
+const char* dtype_text(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "F32";
+    case at::kDouble: return "F64";
+    case at::kHalf: return "F16";
+    case at::kBFloat16: return "BF16";
+    case at::kLong: return "I64";
+    case at::kInt: return "I32";
+    case at::kShort: return "I16";
+    case at::kChar: return "I8";
+    case at::kByte: return "U8";
+    case at::kBool: return "BOOL";
+    default: return "?";
+  }
+}
+
+/// Refuses a tensor of another dtype or shape than `like`, or with a NaN or an infinity.
+void check_tensor(const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef shape, const std::string& file,
+                  const std::string& name) {
+  if (t.scalar_type() != dtype)
+    throw std::runtime_error(file + ": tensor '" + name + "' has dtype " + dtype_text(t.scalar_type()) +
+                             ", expected " + dtype_text(dtype));
+  if (t.sizes() != shape)
+    throw std::runtime_error(file + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected " +
+                             c10::str(shape));
+  if (at::isFloatingType(t.scalar_type()) && t.numel() > 0 && !torch::isfinite(t).all().item<bool>())
+    throw std::runtime_error(file + ": tensor '" + name + "' holds " +
+                             std::to_string(t.numel() - torch::isfinite(t).sum().item<std::int64_t>()) +
+                             " non-finite values (NaN or infinity)");
+}
+
+/// A metadata value that must be a non-negative decimal integer (no sign, no other character).
+std::int64_t metadata_count(const std::map<std::string, std::string>& md, const std::string& key,
+                            const std::string& file) {
+  const auto it = md.find(key);
+  if (it == md.end()) throw std::runtime_error(file + ": metadata key '" + key + "' is missing");
+  const std::string& v = it->second;
+  bool ok = !v.empty() && v.size() <= 12;
+  for (char c : v) ok = ok && c >= '0' && c <= '9';
+  if (!ok)
+    throw std::runtime_error(file + ": metadata key '" + key + "' is \"" + v.substr(0, 40) +
+                             "\", not a non-negative integer");
+  return std::stoll(v);
+}
+
+/// The checkpoint named by RUN/checkpoints/latest; the name must be "step-<digits>".
+std::string latest_checkpoint(const std::string& run) {
+  const fs::path latest = fs::path(run) / "checkpoints" / "latest";
+  std::ifstream in(latest);
+  if (!in) throw std::runtime_error(run + ": not a run directory with a checkpoint (no readable checkpoints/latest)");
+  std::string name, extra;
+  in >> name >> extra;
+  bool ok = name.size() > 5 && name.compare(0, 5, "step-") == 0 && extra.empty();
+  for (std::size_t i = 5; ok && i < name.size(); ++i) ok = name[i] >= '0' && name[i] <= '9';
+  if (!ok)
+    throw std::runtime_error(latest.string() + ": holds \"" + name.substr(0, 60) +
+                             "\", not the name of a checkpoint (step-NNNNNN)");
+  const fs::path dir = fs::path(run) / "checkpoints" / name;
+  if (fs::is_directory(dir)) return dir.string();
+  // A replacement of this checkpoint was interrupted between its two renames: the previous
+  // copy is still complete under its aside name (run_dir.hpp). A run restores it under its lock.
+  for (const auto& e : fs::directory_iterator(fs::path(run) / "checkpoints"))
+    if (e.is_directory() && e.path().filename().string().rfind(name + ".janus-old-", 0) == 0) return e.path().string();
+  throw std::runtime_error(latest.string() + ": names " + name + ", which does not exist");
+}
+
+std::string model_file(const std::string& path) {
+  if (fs::is_directory(path)) {
+    if (fs::exists(fs::path(path) / "model.safetensors")) return (fs::path(path) / "model.safetensors").string();
+    if (fs::exists(fs::path(path) / "checkpoints" / "latest"))
+      return (fs::path(latest_checkpoint(path)) / "model.safetensors").string();
+    throw std::runtime_error(path + ": no model.safetensors and no checkpoints/latest in this directory");
+  }
+  return path;
+}
+
+/// A checkpoint directory from a checkpoint or run directory.
+std::string checkpoint_dir(const std::string& path) {
+  if (fs::exists(fs::path(path) / "trainer.safetensors")) return path;
+  if (fs::exists(fs::path(path) / "checkpoints" / "latest")) return latest_checkpoint(path);
+  throw std::runtime_error(path + ": not a checkpoint (no trainer.safetensors) nor a run directory (no checkpoints/latest)");
+}
+
+/// The model configuration in a safetensors file's metadata, validated.
+ModelConfig model_config_of(const SafeTensors& st, const std::string& file) {
+  auto it = st.metadata.find("config");
+  if (it == st.metadata.end()) throw std::runtime_error(file + ": metadata key 'config' (the model config) is missing");
+  try {
+    ModelConfig c = ModelConfig::from_json(nlohmann::json::parse(it->second));
+    if (c.image_height > limits::max_grid || c.image_width > limits::max_grid)
+      throw std::invalid_argument("image grid larger than " + std::to_string(limits::max_grid));
+    return c;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file + ": metadata key 'config' is not a valid model config: " + e.what());
+  }
+}
+
+/// The run settings in a checkpoint's metadata, validated; errors name the file and the key.
+TrainConfig checkpoint_config(const SafeTensors& st, const std::string& file) {
+  const auto it = st.metadata.find("config");
+  if (it == st.metadata.end()) throw std::runtime_error(file + ": metadata key 'config' (the run settings) is missing");
+  TrainConfig c;
+  try {
+    c = TrainConfig::from_json(nlohmann::json::parse(it->second));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file + ": metadata key 'config' is not valid run settings: " + e.what());
+  }
+  try {
+    c.validate();
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file + ": metadata key 'config' holds a bad setting: " + e.what());
+  }
+  return c;
+}
+
+}  // namespace
+
 void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                      const std::string& prefix, const std::string& origin) {
   torch::NoGradGuard no_grad;
@@ -284,46 +471,27 @@ void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::str
     if (src.sizes() != kv.value().sizes())
       throw std::runtime_error(origin + ": parameter '" + prefix + kv.key() + "' has shape " + c10::str(src.sizes()) +
                                ", the model expects " + c10::str(kv.value().sizes()));
-    kv.value().copy_(src);
+    check_tensor(src, kv.value().scalar_type(), kv.value().sizes(), origin, prefix + kv.key());
   }
+  for (auto& kv : params) kv.value().copy_(*given.at(kv.key()));
 }
-
-namespace {
-std::string model_file(const std::string& path) {
-  if (fs::is_directory(path)) {
-    if (fs::exists(fs::path(path) / "model.safetensors")) return (fs::path(path) / "model.safetensors").string();
-    const fs::path latest = fs::path(path) / "checkpoints" / "latest";
-    if (fs::exists(latest)) {
-      std::ifstream in(latest);
-      std::string name;
-      in >> name;
-      return (fs::path(path) / "checkpoints" / name / "model.safetensors").string();
-    }
-    throw std::runtime_error(path + ": no model.safetensors and no checkpoints/latest in this directory");
-  }
-  return path;
-}
-
-/// A checkpoint directory from a checkpoint or run directory.
-std::string checkpoint_dir(const std::string& path) {
-  if (fs::exists(fs::path(path) / "trainer.safetensors")) return path;
-  const fs::path latest = fs::path(path) / "checkpoints" / "latest";
-  if (fs::exists(latest)) {
-    std::ifstream in(latest);
-    std::string name;
-    in >> name;
-    return (fs::path(path) / "checkpoints" / name).string();
-  }
-  throw std::runtime_error(path + ": not a checkpoint (no trainer.safetensors) nor a run directory (no checkpoints/latest)");
-}
-}  // namespace
 
 JanusModel load_model(const std::string& path, const torch::Device& device) {
   const std::string file = model_file(path);
   const SafeTensors st = load_safetensors(file);
-  auto it = st.metadata.find("config");
-  if (it == st.metadata.end()) throw std::runtime_error(file + ": no model config in the safetensors metadata");
-  JanusModel m(ModelConfig::from_json(nlohmann::json::parse(it->second)));
+  const ModelConfig cfg = model_config_of(st, file);
+  // Names and shapes against the config before the model is allocated (a config that claims a
+  // huge model next to small tensors is refused here, not by an allocation failure).
+  std::map<std::string, const at::Tensor*> have;
+  for (const auto& kv : st.tensors) have[kv.first] = &kv.second;
+  for (const auto& e : expected_parameters(cfg)) {
+    const auto it = have.find(e.first);
+    if (it == have.end()) throw std::runtime_error(file + ": missing parameter '" + e.first + "'");
+    if (it->second->sizes().vec() != e.second)
+      throw std::runtime_error(file + ": parameter '" + e.first + "' has shape " + c10::str(it->second->sizes()) +
+                               ", the model config expects " + c10::str(at::IntArrayRef(e.second)));
+  }
+  JanusModel m(cfg);
   load_parameters(*m, st.tensors, "", file);
   m->to(device);
   return m;
@@ -352,6 +520,9 @@ nlohmann::json accuracy_json(const shapes::EvalReport& r) {
 
 EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<shapes::Metadata>& prompts,
                     std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch) {
+  if (batch < 1 || samples_per_prompt < 1)
+    throw UsageError("evaluation needs at least one image per prompt and per decode (batch " + std::to_string(batch) +
+                     ", samples " + std::to_string(samples_per_prompt) + ")");
   const auto t0 = std::chrono::steady_clock::now();
   EvalResult res;
   for (const auto& m : prompts)
@@ -426,6 +597,33 @@ void Trainer::set_lr(double lr) {
   for (auto& g : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
+double Trainer::checked_update(double loss) {
+  // The gradient norm over all trainable parameters (clip_grad_norm_ with an infinite bound
+  // only measures it), checked before the update: a non-finite loss or gradient leaves the
+  // model and the optimizer as they were. The test-only failure point "nan-gradient" poisons
+  // the gradient (run_dir.hpp).
+  if (failure_injected("nan-gradient") && trainable_.front().grad().defined())
+    trainable_.front().grad().fill_(std::numeric_limits<double>::quiet_NaN());
+  const double bound = config_.max_grad_norm > 0 ? config_.max_grad_norm : std::numeric_limits<double>::infinity();
+  std::vector<torch::Tensor> with_grad;
+  for (auto& p : trainable_)
+    if (p.grad().defined()) with_grad.push_back(p);
+  const double grad_norm = with_grad.empty() ? 0.0 : torch::nn::utils::clip_grad_norm_(with_grad, bound);
+  const std::string at = "step " + std::to_string(step_ + 1) + ": ";
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm))
+    throw NonFiniteStep(at + "the loss (" + num(loss) + ") or the gradient norm (" + num(grad_norm) +
+                        ") is not finite; the model was not updated");
+  const double lr = lr_at(config_, step_, config_.steps);
+  set_lr(lr);
+  optimizer_->step();
+  for (std::size_t i = 0; i < trainable_.size(); ++i)
+    if (!torch::isfinite(trainable_[i]).all().item<bool>())
+      throw NonFiniteStep(at + "the update made parameter '" + trainable_names_[i] +
+                          "' non-finite; this trainer's state is no longer usable");
+  ++step_;
+  return config_.max_grad_norm > 0 ? grad_norm : 0.0;
+}
+
 StepMetrics Trainer::train_step() { return config_.mode == "sft" ? sft_step() : rl_step(); }
 
 GenerateOptions Trainer::rollout_options(std::int64_t step) const {
@@ -488,14 +686,10 @@ StepMetrics Trainer::sft_step() {
   const torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({B * N, V}), tokens.reshape({B * N}));
   optimizer_->zero_grad();
   loss.backward();
-  const double grad_norm =
-      config_.max_grad_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable_, config_.max_grad_norm) : 0.0;
-  const double lr = lr_at(config_, step_, config_.steps);
-  set_lr(lr);
-  optimizer_->step();
-  ++step_;
+  const double grad_norm = checked_update(loss.item<double>());
 
   StepMetrics m;
+  const double lr = lr_at(config_, step_ - 1, config_.steps);
   const double acc = logits.detach().argmax(-1).eq(tokens).to(torch::kFloat).mean().item<double>();
   m.json = {{"step", step_},
             {"mode", "sft"},
@@ -598,12 +792,8 @@ StepMetrics Trainer::rl_step() {
   const ops::LossResult loss = ops::policy_loss(logits, gen.tokens, ref_lp, adv, mask, lo);
   optimizer_->zero_grad();
   loss.loss.backward();
-  const double grad_norm =
-      config_.max_grad_norm > 0 ? torch::nn::utils::clip_grad_norm_(trainable_, config_.max_grad_norm) : 0.0;
-  const double lr = lr_at(config_, step_, config_.steps);
-  set_lr(lr);
-  optimizer_->step();
-  ++step_;
+  const double grad_norm = checked_update(loss.loss.item<double>());
+  const double lr = lr_at(config_, step_ - 1, config_.steps);
 
   // 7. Metrics.
   const torch::Tensor stats = loss.stats.to(torch::kCPU);
@@ -637,9 +827,9 @@ StepMetrics Trainer::rl_step() {
   return m;
 }
 
-void Trainer::save_checkpoint(const std::string& dir) {
+void Trainer::save_checkpoint(const std::string& dir, const std::function<void()>& before_cleanup) {
   const fs::path final_dir(dir);
-  const fs::path tmp = final_dir.string() + ".tmp";
+  const fs::path tmp = temporary_name(final_dir.string());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   save_model((tmp / "model.safetensors").string(), *policy_);
@@ -662,8 +852,10 @@ void Trainer::save_checkpoint(const std::string& dir) {
   tensors.emplace_back("rng.torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
   save_safetensors((tmp / "trainer.safetensors").string(), tensors,
                    {{"format", "janus-trainer/1"}, {"step", std::to_string(step_)}, {"config", config_.to_json().dump()}});
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  crash_point("checkpoint-written");
+  const std::string aside = replace_directory(tmp.string(), final_dir.string());
+  if (before_cleanup) before_cleanup();
+  remove_aside(aside);
 }
 
 void Trainer::load_checkpoint(const std::string& dir_in) {
@@ -671,29 +863,106 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
   const std::string mfile = (fs::path(dir) / "model.safetensors").string();
   const std::string tfile = (fs::path(dir) / "trainer.safetensors").string();
   const SafeTensors model_st = load_safetensors(mfile);
-  load_parameters(*policy_, model_st.tensors, "", mfile);
   const SafeTensors st = load_safetensors(tfile);
+  // Metadata first: what the file claims to be.
+  {
+    const auto f = st.metadata.find("format");
+    if (f == st.metadata.end() || f->second != "janus-trainer/1")
+      throw std::runtime_error(tfile + ": metadata key 'format' is " +
+                               (f == st.metadata.end() ? std::string("missing") : "\"" + f->second + "\"") +
+                               ", expected \"janus-trainer/1\"");
+  }
+  const std::int64_t step = metadata_count(st.metadata, "step", tfile);
+  if (step > limits::max_steps)
+    throw std::runtime_error(tfile + ": metadata key 'step' (" + std::to_string(step) + ") is beyond " +
+                             std::to_string(limits::max_steps));
+  (void)checkpoint_config(st, tfile);
+  {
+    const ModelConfig mc = model_config_of(model_st, mfile);
+    if (mc.to_json() != policy_->cfg.to_json())
+      throw std::runtime_error(mfile + ": metadata key 'config' describes another model than this run's");
+  }
+  // Every tensor checked (name, dtype, shape, finite) before anything is changed.
+  auto params = policy_->named_parameters();
+  std::map<std::string, const at::Tensor*> given;
+  for (const auto& kv : st.tensors) given[kv.first] = &kv.second;
+  std::set<std::string> known;
+  if (reference_)
+    for (const auto& kv : reference_->named_parameters()) known.insert("reference." + kv.key());
+  known.insert("rng.torch_cpu");
+  struct OptState {
+    std::int64_t step;
+    const at::Tensor *exp_avg, *exp_avg_sq, *max_exp_avg_sq;
+  };
+  std::vector<std::pair<std::size_t, OptState>> opt;
+  for (std::size_t i = 0; i < trainable_.size(); ++i) {
+    const std::string p = "optimizer." + trainable_names_[i] + ".";
+    for (const char* k : {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) known.insert(p + k);
+    const auto s_it = given.find(p + "step");
+    if (s_it == given.end()) {
+      for (const char* k : {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+        if (given.count(p + k))
+          throw std::runtime_error(tfile + ": tensor '" + p + k + "' without '" + p + "step'");
+      continue;
+    }
+    check_tensor(*s_it->second, at::kLong, {1}, tfile, p + "step");
+    OptState o{s_it->second->item<std::int64_t>(), nullptr, nullptr, nullptr};
+    if (o.step < 0 || o.step > step)
+      throw std::runtime_error(tfile + ": tensor '" + p + "step' is " + std::to_string(o.step) +
+                               ", expected an optimizer step count in [0, " + std::to_string(step) + "]");
+    for (const char* k : {"exp_avg", "exp_avg_sq"})
+      if (!given.count(p + k)) throw std::runtime_error(tfile + ": tensor '" + p + k + "' is missing");
+    o.exp_avg = given.at(p + "exp_avg");
+    o.exp_avg_sq = given.at(p + "exp_avg_sq");
+    const auto& like = trainable_[i];
+    check_tensor(*o.exp_avg, like.scalar_type(), like.sizes(), tfile, p + "exp_avg");
+    check_tensor(*o.exp_avg_sq, like.scalar_type(), like.sizes(), tfile, p + "exp_avg_sq");
+    if (o.exp_avg_sq->numel() > 0 && o.exp_avg_sq->min().item<double>() < 0)
+      throw std::runtime_error(tfile + ": tensor '" + p + "exp_avg_sq' has negative values");
+    if (given.count(p + "max_exp_avg_sq")) {
+      o.max_exp_avg_sq = given.at(p + "max_exp_avg_sq");
+      check_tensor(*o.max_exp_avg_sq, like.scalar_type(), like.sizes(), tfile, p + "max_exp_avg_sq");
+    }
+    opt.emplace_back(i, o);
+  }
+  for (const auto& kv : st.tensors)
+    if (!known.count(kv.first)) throw std::runtime_error(tfile + ": unknown tensor '" + kv.first + "'");
+  const auto rng = given.find("rng.torch_cpu");
+  if (rng != given.end() &&
+      (rng->second->scalar_type() != at::kByte || rng->second->dim() != 1 ||
+       rng->second->numel() != at::detail::getDefaultCPUGenerator().get_state().numel()))
+    throw std::runtime_error(tfile + ": tensor 'rng.torch_cpu' must be a CPU generator state (U8, " +
+                             std::to_string(at::detail::getDefaultCPUGenerator().get_state().numel()) + " bytes)");
+  {
+    // Validate the policy and reference weights on scratch models before touching this trainer.
+    JanusModel scratch(policy_->cfg);
+    load_parameters(*scratch, model_st.tensors, "", mfile);
+    if (reference_) load_parameters(*scratch, st.tensors, "reference.", tfile);
+  }
+
+  load_parameters(*policy_, model_st.tensors, "", mfile);
   if (reference_) load_parameters(*reference_, st.tensors, "reference.", tfile);
-  // Optimizer state, by parameter name.
   build_optimizer();
   auto& state = optimizer_->state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
-  for (std::size_t i = 0; i < trainable_.size(); ++i) {
-    const std::string p = "optimizer." + trainable_names_[i] + ".";
-    if (!st.contains(p + "step")) continue;
+  for (const auto& [i, o] : opt) {
     auto s = std::make_unique<torch::optim::AdamWParamState>();
-    s->step(st.at(p + "step").item<std::int64_t>());
-    s->exp_avg(st.at(p + "exp_avg").to(device_).clone());
-    s->exp_avg_sq(st.at(p + "exp_avg_sq").to(device_).clone());
-    if (st.contains(p + "max_exp_avg_sq")) s->max_exp_avg_sq(st.at(p + "max_exp_avg_sq").to(device_).clone());
+    s->step(o.step);
+    s->exp_avg(o.exp_avg->to(device_).clone());
+    s->exp_avg_sq(o.exp_avg_sq->to(device_).clone());
+    if (o.max_exp_avg_sq) s->max_exp_avg_sq(o.max_exp_avg_sq->to(device_).clone());
     state[optimizer_key<Key>(trainable_[i])] = std::move(s);
   }
-  if (st.contains("rng.torch_cpu")) {
+  if (rng != given.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(st.at("rng.torch_cpu"));
+    try {
+      gen.set_state(*rng->second);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(tfile + ": tensor 'rng.torch_cpu' is not a CPU generator state: " + e.what());
+    }
   }
-  step_ = std::stoll(st.metadata.at("step"));
+  step_ = step;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -760,49 +1029,220 @@ nlohmann::json run_heldout_eval(Trainer& tr, const std::string& out, Progress& p
   return j;
 }
 
-/// Keeps the metrics lines of steps <= `step` (a resumed run rewrites what followed its checkpoint).
-void truncate_metrics(const std::string& path, std::int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::ostringstream keep;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    try {
-      if (nlohmann::json::parse(line).at("step").get<std::int64_t>() <= step) keep << line << '\n';
-    } catch (const std::exception&) {
-    }
+// ---- run safety: signals, the run directory, resume --------------------------------------------
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0) {  // a second signal: stop at once (checkpoints are crash-safe)
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
   }
-  in.close();
-  write_file_atomic(path, keep.str());
+  g_stop_signal = sig;
+  static const char msg[] =
+      "\njanus_trainer: stop requested: finishing the current step, then writing a checkpoint (send the signal "
+      "again to stop at once)\n";
+  (void)!::write(2, msg, sizeof msg - 1);
+}
+
+/// SIGINT and SIGTERM set a flag the training loop reads after each step (while it is alive).
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  int pending() const { return g_stop_signal; }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+/// The files and folders of a run (what makes a directory "hold a run").
+const char* const kRunEntries[] = {"metrics.jsonl", "config.json", "summary.json", "model.safetensors",
+                                   "checkpoints",   "images",      "eval"};
+
+fs::path normal_dir(const std::string& p) {
+  fs::path a = fs::absolute(fs::path(p)).lexically_normal();
+  if (a.filename().empty()) a = a.parent_path();
+  return a;
+}
+
+std::string shell_quote(const std::string& s) {
+  bool plain = !s.empty();
+  for (char ch : s) plain = plain && (std::isalnum(static_cast<unsigned char>(ch)) || std::strchr("/._-+=:,@", ch));
+  if (plain) return s;
+  std::string q = "'";
+  for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return q + "'";
+}
+
+std::vector<std::string> run_entries_in(const fs::path& dir) {
+  std::vector<std::string> held;
+  for (const char* e : kRunEntries)
+    if (fs::exists(dir / e) || fs::is_symlink(dir / e)) held.push_back(e);
+  return held;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
+  return out;
+}
+
+/// Moves a run's entries out of `dir` into a new sibling "<dir>.replaced-<UTC time>"; returns it.
+std::string move_run_aside(const fs::path& dir, const std::vector<std::string>& entries) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm {};
+  ::gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  fs::path target = dir.string() + ".replaced-" + stamp;
+  for (int k = 2; fs::exists(target); ++k) target = dir.string() + ".replaced-" + stamp + "-" + std::to_string(k);
+  fs::create_directory(target);
+  for (const auto& e : entries) {
+    std::error_code ec;
+    fs::rename(dir / e, target / e, ec);
+    if (ec)
+      throw std::runtime_error("--replace: cannot move " + (dir / e).string() + " to " + target.string() + ": " +
+                               ec.message() + " (the previous run's files are now split between the two)");
+  }
+  fsync_directory(target.string());
+  fsync_directory(dir.string());
+  return target.string();
+}
+
+/// What --resume names: the run directory, and the checkpoint when one was named.
+struct ResumePoint {
+  fs::path run;
+  std::string checkpoint;  ///< "" : the run's latest
+};
+
+ResumePoint locate_resume(const std::string& arg) {
+  const fs::path p = normal_dir(arg);
+  if (!fs::is_directory(p)) throw UsageError("--resume " + arg + ": no such directory");
+  if (fs::exists(p / "trainer.safetensors")) {
+    if (p.parent_path().filename() != "checkpoints")
+      throw UsageError("--resume " + arg +
+                       ": a checkpoint outside a run directory (a resume continues a run: give RUN or "
+                       "RUN/checkpoints/step-N)");
+    return {p.parent_path().parent_path(), p.string()};
+  }
+  if (!fs::exists(p / "checkpoints" / "latest"))
+    throw UsageError("--resume " + arg + ": not a run directory with a checkpoint (no checkpoints/latest) nor a checkpoint");
+  return {p, ""};
+}
+
+/// Copies the settings a resume may change from `given` into `stored`.
+void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    if (n == "steps") stored.steps = given.steps;
+    else if (n == "save_every") stored.save_every = given.save_every;
+    else if (n == "image_every") stored.image_every = given.image_every;
+    else if (n == "eval_every") stored.eval_every = given.eval_every;
+    else if (n == "eval_samples") stored.eval_samples = given.eval_samples;
+    else if (n == "eval_batch") stored.eval_batch = given.eval_batch;
+    else if (n == "device") stored.device = given.device;
+    else throw UsageError("the setting '" + n + "' cannot be changed on resume");
+  }
 }
 
 }  // namespace
 
-int run_training(TrainConfig config, const std::string& resume, std::int64_t steps_override, bool show_progress) {
-  std::string resume_dir;
-  if (!resume.empty()) {
-    resume_dir = checkpoint_dir(resume);
-    const SafeTensors st = load_safetensors((fs::path(resume_dir) / "trainer.safetensors").string());
-    const std::string out = config.out;
-    config = TrainConfig::from_json(nlohmann::json::parse(st.metadata.at("config")));
-    if (steps_override > 0) config.steps = steps_override;
-    (void)out;
-  }
-  config.validate();
-  const auto t_start = std::chrono::steady_clock::now();
-  fs::create_directories(fs::path(config.out) / "checkpoints");
-  fs::create_directories(fs::path(config.out) / "images");
-  fs::create_directories(fs::path(config.out) / "eval");
+const std::vector<std::string>& resumable_settings() {
+  static const std::vector<std::string> names = {"steps",      "save_every",   "image_every", "eval_every",
+                                                 "eval_samples", "eval_batch", "device"};
+  return names;
+}
 
-  // Build the trainer; on resume the model architecture comes from the checkpoint.
-  if (!resume_dir.empty()) config.init = resume_dir;
+int run_training(TrainConfig config, const RunOptions& o) {
+  const bool resuming = !o.resume.empty();
+  std::string resume_ckpt, original_init;
+  std::int64_t resume_step = -1;
+  fs::path run;
+  std::unique_ptr<RunLock> lock;
+  std::vector<std::string> held;
+  auto note_cleanup = [](const std::string& report) {
+    if (!report.empty()) std::fprintf(stderr, "janus_trainer: cleaned up after an interrupted run:\n%s", report.c_str());
+  };
+  if (resuming) {
+    const ResumePoint rp = locate_resume(o.resume);
+    run = rp.run;
+    if (o.out_given) {
+      std::error_code ec;
+      const fs::path out = normal_dir(config.out);
+      if (out != run && !fs::equivalent(out, run, ec))
+        throw UsageError("--out " + config.out + " is not the run directory being resumed (" + run.string() +
+                         "): a resumed run writes only into its own directory (copy the run directory to continue "
+                         "it elsewhere, then resume the copy)");
+    }
+    lock = std::make_unique<RunLock>(run.string());
+    note_cleanup(clean_stale_temporaries(run.string()));
+    resume_ckpt = rp.checkpoint.empty() ? latest_checkpoint(run.string()) : rp.checkpoint;
+    const std::string tfile = (fs::path(resume_ckpt) / "trainer.safetensors").string();
+    const SafeTensors st = load_safetensors(tfile);
+    TrainConfig stored = checkpoint_config(st, tfile);
+    resume_step = metadata_count(st.metadata, "step", tfile);
+    apply_resume_overrides(stored, config, o.resume_overrides);
+    stored.out = run.string();  // this directory, whatever the checkpoint recorded
+    stored.validate();
+    if (stored.steps < resume_step)
+      throw UsageError("--steps (" + std::to_string(stored.steps) + ") is below the step of the checkpoint resumed (" +
+                       std::to_string(resume_step) + ", " + resume_ckpt + ")");
+    config = stored;
+    original_init = config.init;
+    config.init = resume_ckpt;  // the architecture and weights come from the checkpoint
+  } else {
+    config.validate();
+    run = normal_dir(config.out);
+    if (fs::exists(run) && !fs::is_directory(run))
+      throw UsageError("--out " + config.out + " exists and is not a directory");
+    if (!config.init.empty() && !fs::exists(config.init))
+      throw UsageError("--init " + config.init + ": no such file or directory");
+    fs::create_directories(run);
+    lock = std::make_unique<RunLock>(run.string());
+    note_cleanup(clean_stale_temporaries(run.string()));
+    held = run_entries_in(run);
+    if (!held.empty() && !o.replace)
+      throw UsageError("--out " + config.out + " already holds a run (" + join(held, ", ") +
+                       "): continue it with --resume " + shell_quote(config.out) +
+                       ", choose another --out, or pass --replace to move its files aside into a new directory " +
+                       config.out + ".replaced-<time> and start afresh");
+    config.out = run.string();
+    original_init = config.init;
+  }
+  const auto t_start = std::chrono::steady_clock::now();
+  const std::string resume_command =
+      o.program + " " + config.mode + " --resume " + shell_quote(run.string());
+
+  // Build the trainer (reads and validates every input) before changing anything on disk.
   Trainer tr(config);
-  if (!resume_dir.empty()) tr.load_checkpoint(resume_dir);
-  const std::string metrics_path = (fs::path(config.out) / "metrics.jsonl").string();
-  if (!resume_dir.empty()) truncate_metrics(metrics_path, tr.step());
-  else write_file_atomic(metrics_path, "");
-  write_file_atomic((fs::path(config.out) / "config.json").string(), tr.config().to_json().dump(2) + "\n");
+  if (resuming) tr.load_checkpoint(resume_ckpt);
+  tr.mutable_config().init = original_init;
+  if (!held.empty()) {
+    const std::string aside = move_run_aside(run, held);
+    std::fprintf(stderr, "janus_trainer: --replace: the previous run's files (%s) are now in %s\n",
+                 join(held, ", ").c_str(), aside.c_str());
+  }
+  for (const char* sub : {"checkpoints", "images", "eval"}) fs::create_directories(run / sub);
+  fsync_directory(run.string());
+  StopSignals stop;
+
+  const std::string metrics_path = (run / "metrics.jsonl").string();
+  AppendLog metrics(metrics_path);
+  write_file_atomic((run / "config.json").string(), tr.config().to_json().dump(2) + "\n");
 
   const TrainConfig& c = tr.config();
   const std::int64_t first_step = tr.step();
@@ -812,51 +1252,77 @@ int run_training(TrainConfig config, const std::string& resume, std::int64_t ste
                static_cast<long long>(count_parameters(*tr.policy(), true)), static_cast<long long>(c.grid_height),
                static_cast<long long>(c.grid_width), c.device.c_str(), static_cast<long long>(first_step),
                static_cast<long long>(c.steps), c.out.c_str());
-  Progress progress(first_step, c.steps, show_progress);
+  Progress progress(first_step, c.steps, o.progress);
+  if (resuming)
+    progress.note("resumed from " + resume_ckpt + " (step " + std::to_string(first_step) +
+                  "); metrics.jsonl lines of this process carry \"resumed_from\": " + std::to_string(first_step));
   nlohmann::json eval_first, eval_last;
   if (first_step == 0 && c.mode == "rl") eval_first = run_heldout_eval(tr, c.out, progress, true);
 
-  std::ofstream metrics(metrics_path, std::ios::app);
   std::vector<double> rewards, step_times;
-  std::int64_t last_saved = -1;
+  const fs::path ckpt_root = run / "checkpoints";
+  // A resumed run does not write its starting checkpoint again.
+  std::int64_t last_saved = resuming && fs::is_directory(ckpt_root / step_name(first_step)) ? first_step : -1;
+  std::string last_checkpoint = last_saved >= 0 ? (ckpt_root / step_name(first_step)).string() : std::string();
   auto save = [&]() {
-    const std::string dir = (fs::path(c.out) / "checkpoints" / step_name(tr.step())).string();
-    tr.save_checkpoint(dir);
-    write_file_atomic((fs::path(c.out) / "checkpoints" / "latest").string(), step_name(tr.step()) + "\n");
+    metrics.sync();  // the metrics of every step up to the checkpoint are on disk before it
+    const std::string name = step_name(tr.step());
+    tr.save_checkpoint((ckpt_root / name).string(),
+                       [&] { write_file_atomic((ckpt_root / "latest").string(), name + "\n"); });
     last_saved = tr.step();
+    last_checkpoint = (ckpt_root / name).string();
   };
-  while (tr.step() < c.steps) {
-    const StepMetrics m = tr.train_step();
-    metrics << m.json.dump() << '\n';
-    metrics.flush();
-    step_times.push_back(m.json.at("step_time").get<double>());
-    char info[160];
-    if (c.mode == "rl") {
-      rewards.push_back(m.json.at("reward").get<double>());
-      std::snprintf(info, sizeof info, "reward %.3f kl %.4f crit %.2f H %.3f", m.json.at("reward").get<double>(),
-                    m.json.at("kl").get<double>(), m.json.at("critical_fraction").get<double>(),
-                    m.json.at("entropy").get<double>());
-    } else {
-      std::snprintf(info, sizeof info, "loss %.4f acc %.3f", m.json.at("loss").get<double>(),
-                    m.json.at("token_accuracy").get<double>());
-    }
-    progress.update(tr.step(), info);
-    const std::int64_t s = tr.step();
-    if (c.image_every > 0 && s % c.image_every == 0) {
-      const std::string base = (fs::path(c.out) / "images" / step_name(s)).string();
+  try {
+    while (tr.step() < c.steps && !stop.pending()) {
+      StepMetrics m = tr.train_step();
+      if (resuming) m.json["resumed_from"] = first_step;
+      metrics.append_line(m.json.dump());
+      crash_point("after-step");
+      step_times.push_back(m.json.at("step_time").get<double>());
+      char info[160];
       if (c.mode == "rl") {
-        write_sheet(base + ".png", tr.last_grids(), tr.last_scores(), static_cast<int>(c.group));
-        write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+        rewards.push_back(m.json.at("reward").get<double>());
+        std::snprintf(info, sizeof info, "reward %.3f kl %.4f crit %.2f H %.3f", m.json.at("reward").get<double>(),
+                      m.json.at("kl").get<double>(), m.json.at("critical_fraction").get<double>(),
+                      m.json.at("entropy").get<double>());
       } else {
-        EvalResult ev = evaluate(*tr.policy(), tr.task(), preview_prompts(tr.task()), 2, eval_options(c), c.eval_batch);
-        write_sheet(base + ".png", ev.grids, ev.scores, 2);
-        write_prompts(base + ".txt", ev.metas, ev.scores);
+        std::snprintf(info, sizeof info, "loss %.4f acc %.3f", m.json.at("loss").get<double>(),
+                      m.json.at("token_accuracy").get<double>());
       }
+      progress.update(tr.step(), info);
+      const std::int64_t s = tr.step();
+      if (c.image_every > 0 && s % c.image_every == 0) {
+        const std::string base = (fs::path(c.out) / "images" / step_name(s)).string();
+        if (c.mode == "rl") {
+          write_sheet(base + ".png", tr.last_grids(), tr.last_scores(), static_cast<int>(c.group));
+          write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+        } else {
+          EvalResult ev = evaluate(*tr.policy(), tr.task(), preview_prompts(tr.task()), 2, eval_options(c), c.eval_batch);
+          write_sheet(base + ".png", ev.grids, ev.scores, 2);
+          write_prompts(base + ".txt", ev.metas, ev.scores);
+        }
+      }
+      if (c.eval_every > 0 && s % c.eval_every == 0 && s < c.steps && !stop.pending())
+        eval_last = run_heldout_eval(tr, c.out, progress, true);
+      if (c.save_every > 0 && s % c.save_every == 0) save();
     }
-    if (c.eval_every > 0 && s % c.eval_every == 0 && s < c.steps) eval_last = run_heldout_eval(tr, c.out, progress, true);
-    if (c.save_every > 0 && s % c.save_every == 0) save();
+  } catch (const NonFiniteStep& e) {
+    metrics.sync();
+    throw NonFiniteStep(std::string(e.what()) + ". The run stops; nothing was saved after its last checkpoint (" +
+                        (last_checkpoint.empty() ? std::string("none was written") : last_checkpoint) +
+                        "), whose weights are finite: resuming it repeats this step; start again from it or "
+                        "earlier with other settings (e.g. a lower --lr)");
   }
   if (last_saved != tr.step()) save();
+  metrics.sync();
+  if (const int sig = stop.pending()) {
+    std::fprintf(stderr,
+                 "\njanus_trainer: stopped by %s after step %lld of %lld; checkpoint %s written.\n"
+                 "To continue: %s\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(tr.step()),
+                 static_cast<long long>(c.steps), last_checkpoint.c_str(), resume_command.c_str());
+    return 128 + sig;
+  }
   eval_last = run_heldout_eval(tr, c.out, progress, true);
   save_model((fs::path(c.out) / "model.safetensors").string(), *tr.policy());
 
@@ -915,15 +1381,30 @@ int run_training(TrainConfig config, const std::string& resume, std::int64_t ste
 }
 
 int run_eval(const std::string& model_path, const TrainConfig& config_in, const std::string& json_path,
-             const std::string& png_path) {
+             const std::string& png_path, const std::string& metadata_path) {
   TrainConfig c = config_in;
+  // The prompts first (cheap to check), then the model.
+  std::vector<shapes::Metadata> records;
+  if (!metadata_path.empty()) {
+    check_status(shapes::read_jsonl(metadata_path, records), "--metadata");
+    if (records.empty()) throw UsageError("--metadata " + metadata_path + ": the file holds no record");
+    const shapes::PromptTokenizer tok;
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      std::vector<int> ids;
+      const gcpo::status st = tok.encode(records[i].prompt, ids, shapes::EncodeOptions{});
+      if (!st.ok())
+        throw std::runtime_error("--metadata " + metadata_path + ": record " + std::to_string(i + 1) + " (\"" +
+                                 records[i].prompt + "\"): " + st.message());
+    }
+  }
   const torch::Device device = c.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   JanusModel m = load_model(model_path, device);
   c.grid_height = static_cast<int>(m->cfg.image_height);
   c.grid_width = static_cast<int>(m->cfg.image_width);
   const Task task(c);
   m->eval();
-  EvalResult ev = evaluate(*m, task, task.split.heldout, c.eval_samples, eval_options(c), c.eval_batch);
+  if (metadata_path.empty()) records = task.split.heldout;
+  EvalResult ev = evaluate(*m, task, records, c.eval_samples, eval_options(c), c.eval_batch);
   nlohmann::json j = nlohmann::json::parse(ev.report.to_json());
   j["model"] = model_path;
   j["seconds"] = ev.seconds;

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,29 @@
 #include "shapes_task.hpp"
 
 namespace janus {
+
+/// A bad command-line value or combination of flags (janus_trainer exits with 2). The message
+/// names the flag.
+struct UsageError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+/// A training step whose loss, gradient norm or updated parameters are not finite (janus_trainer
+/// exits with 3). Thrown before the model is changed: the trainer still holds the last good state.
+struct NonFiniteStep : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The ranges of the settings (TrainConfig::validate and the command line's checks).
+namespace limits {
+constexpr std::int64_t min_grid = 4, max_grid = 128;  ///< the task's grid sides
+constexpr std::int64_t max_hidden = 8192, max_layers = 256, max_intermediate = 65536;
+constexpr std::int64_t max_steps = 1000000000;
+constexpr std::int64_t max_batch = 4096;     ///< sequences per step, rollouts per step, images per decode
+constexpr std::int64_t max_samples = 10000;  ///< images per held-out prompt
+constexpr std::int64_t max_threads = 1024;
+constexpr double max_lr = 10.0, max_cfg = 100.0, max_temperature = 100.0, max_real = 1e6;
+}  // namespace limits
 
 /// Everything that defines a run; stored in every checkpoint (trainer.safetensors metadata),
 /// so `--resume` continues with exactly these settings.
@@ -89,7 +114,8 @@ struct TrainConfig {
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);
-  /// Throws std::invalid_argument naming the first bad setting.
+  /// Throws UsageError naming the first bad setting by its flag: every number finite and in
+  /// range (limits above), every name one of its choices.
   void validate() const;
 };
 
@@ -157,10 +183,16 @@ class Trainer {
   /// One optimizer step (supervised or RL by `config.mode`) at `step()`; then step() + 1.
   StepMetrics train_step();
 
-  /// Writes a checkpoint directory (model.safetensors + trainer.safetensors), atomically: it is
-  /// written as `<dir>.tmp` and renamed.
-  void save_checkpoint(const std::string& dir);
-  /// Restores weights, reference, optimizer state and step from a checkpoint directory.
+  /// Writes a checkpoint directory (model.safetensors + trainer.safetensors) so that a complete
+  /// checkpoint exists at every moment: written and fsynced as "<dir>.janus-tmp-<pid>", an
+  /// existing `dir` renamed aside, the new one renamed in, `before_cleanup` called (the run
+  /// updates checkpoints/latest there), then the old one removed (run_dir.hpp).
+  void save_checkpoint(const std::string& dir, const std::function<void()>& before_cleanup = {});
+  /// Restores weights, reference, optimizer state and step from a checkpoint directory (or a
+  /// run directory: its latest checkpoint). Validates everything against this trainer's model:
+  /// dtypes, shapes, finite values, the optimizer state's names, steps and moments, the
+  /// metadata's `step` (a non-negative integer) and `config`; errors name the file and the
+  /// tensor or key.
   void load_checkpoint(const std::string& dir);
 
   std::int64_t step() const { return step_; }
@@ -184,6 +216,9 @@ class Trainer {
  private:
   StepMetrics sft_step();
   StepMetrics rl_step();
+  /// Checks the loss and the gradient norm, clips, steps AdamW, checks the parameters, ++step_;
+  /// returns the gradient norm (0 without clipping). Throws NonFiniteStep.
+  double checked_update(double loss);
   void build_optimizer();
   void set_lr(double lr);
 
@@ -201,15 +236,42 @@ class Trainer {
   std::vector<shapes::ScoreResult> last_scores_;
 };
 
+/// How run_training starts (docs/trainer.md "Run safety").
+struct RunOptions {
+  /// Continue this run: a run directory (its checkpoints/latest) or one of its checkpoints
+  /// (RUN/checkpoints/step-N). The run continues in that run directory, whatever the
+  /// checkpoint's metadata says, with the settings stored in the checkpoint except those in
+  /// `resume_overrides`.
+  std::string resume;
+  /// Settings a resume may change (field names of TrainConfig: steps, save_every, image_every,
+  /// eval_every, eval_samples, eval_batch, device), taken from run_training's `config`.
+  std::vector<std::string> resume_overrides;
+  /// --out was given with --resume: it must name the run directory being resumed.
+  bool out_given = false;
+  /// A fresh run into a directory that holds a run's files: move them aside to
+  /// "<out>.replaced-<UTC time>" instead of refusing.
+  bool replace = false;
+  bool progress = true;
+  /// How to call the trainer again (the resume hint printed on a signal or an error).
+  std::string program = "janus_trainer";
+};
+
+/// The settings a resume may change, as TrainConfig field names.
+const std::vector<std::string>& resumable_settings();
+
 /// Command drivers (the CLI's subcommands). Each returns a process exit code.
-/// `sft` / `rl`: run `config` (or resume from `resume`, a checkpoint or run directory, with
-/// `steps_override` > 0 replacing the stored step count), writing under config.out:
-/// metrics.jsonl, checkpoints/step-*/, images/*.png, eval/*.json, summary.json.
-int run_training(TrainConfig config, const std::string& resume, std::int64_t steps_override, bool progress);
+/// `sft` / `rl`: run `config` (or resume, see RunOptions) under config.out, holding the run
+/// directory's lock: metrics.jsonl (appended to), checkpoints/step-*/ and checkpoints/latest,
+/// images/*.png, eval/*.json, summary.json, model.safetensors. Returns 0; 128 + the signal
+/// after SIGINT / SIGTERM (the step finished and checkpointed). Throws UsageError (bad
+/// settings), NonFiniteStep (a non-finite step: the run stops, its last checkpoint is kept) or
+/// std::runtime_error.
+int run_training(TrainConfig config, const RunOptions& options);
 /// Held-out evaluation of a model: per-tag accuracy JSON (stdout and `json_path`) and a sample
-/// sheet (`png_path`).
+/// sheet (`png_path`). With `metadata_path`, the records of that GenEval JSONL file instead of
+/// the held-out prompts.
 int run_eval(const std::string& model_path, const TrainConfig& config, const std::string& json_path,
-             const std::string& png_path);
+             const std::string& png_path, const std::string& metadata_path = "");
 /// Samples `n` images of one prompt into a PNG sheet and prints each one's score.
 int run_sample(const std::string& model_path, const TrainConfig& config, const std::string& prompt, std::int64_t n,
                const std::string& png_path);

@@ -3,13 +3,18 @@
 //
 //   janus_trainer sft --out runs/sft --steps 300                       # warm-start from scratch
 //   janus_trainer rl --algo gcpo --init runs/sft --out runs/gcpo       # RL from the warm-start
-//   janus_trainer rl --resume runs/gcpo --steps 200                    # continue exactly
+//   janus_trainer rl --resume runs/gcpo --steps 200                    # continue exactly (in runs/gcpo)
 //   janus_trainer eval --model runs/gcpo --json acc.json --png sheet.png
 //   janus_trainer sample --model runs/gcpo --prompt "a photo of a red circle" -n 8 --png s.png
 #include <dlfcn.h>
 
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -20,41 +25,124 @@
 namespace {
 
 using janus::TrainConfig;
+namespace limits = janus::limits;
 
-void add_run_options(CLI::App* app, TrainConfig& c, int& threads) {
-  app->add_option("--out", c.out, "run directory (metrics, checkpoints, images)")->capture_default_str();
-  app->add_option("--seed", c.seed, "seed of every random choice of the run")->capture_default_str();
-  app->add_option("--steps", c.steps, "total optimizer steps")->capture_default_str();
-  app->add_option("--device", c.device, "cpu or cuda")->capture_default_str();
-  app->add_option("--threads", threads, "torch and OpenBLAS threads (0: their defaults)")->capture_default_str();
-  app->add_option("--init", c.init, "model.safetensors or run/checkpoint directory to start from");
-  app->add_option("--save-every", c.save_every, "checkpoint every K steps (0: at the end only)")->capture_default_str();
-  app->add_option("--image-every", c.image_every, "sample sheet PNG every K steps (0: never)")->capture_default_str();
-  app->add_option("--eval-every", c.eval_every, "held-out evaluation every K steps (0: start/end)")->capture_default_str();
-  app->add_option("--eval-samples", c.eval_samples, "images per held-out prompt")->capture_default_str();
-  app->add_option("--eval-batch", c.eval_batch, "images per decode in evaluation")->capture_default_str();
-  app->add_option("--lr", c.lr, "peak learning rate (AdamW)")->capture_default_str();
-  app->add_option("--lr-schedule", c.schedule, "constant, linear or cosine")->capture_default_str();
-  app->add_option("--warmup", c.warmup, "linear warm-up steps")->capture_default_str();
-  app->add_option("--min-lr-ratio", c.min_lr_ratio, "floor of the decay, fraction of --lr")->capture_default_str();
-  app->add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay")->capture_default_str();
-  app->add_option("--max-grad-norm", c.max_grad_norm, "gradient-norm clip (0: off)")->capture_default_str();
+// ---- strict number checks (CLI11 2.1 converts "-1" to a huge unsigned, "inf" and "nan" to
+// doubles and lets "99999999999" through to an int): each option's text is checked here, and
+// the error names the option ---------------------------------------------------------------------
+
+std::string range_text(long double lo, long double hi, bool lo_open = false) {
+  std::ostringstream os;
+  os << (lo_open ? "(" : "[") << static_cast<double>(lo) << ", " << static_cast<double>(hi) << "]";
+  return os.str();
 }
 
-void add_task_options(CLI::App* app, TrainConfig& c) {
-  app->add_option("--grid", c.grid_height, "image grid side (H = W) of a fresh model")->capture_default_str()->each(
-      [&c](const std::string& v) { c.grid_width = std::stoi(v); });
-  app->add_option("--heldout-fraction", c.heldout_fraction, "held-out prompts per tag")->capture_default_str();
-  app->add_option("--split-seed", c.split_seed, "which prompts are held out")->capture_default_str();
+CLI::Validator integer_in(std::int64_t lo, std::int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = s.empty() ? 0 : std::strtoll(s.c_str(), &end, 10);
+        if (s.empty() || end == nullptr || *end != '\0') return "'" + s + "' is not an integer";
+        if (errno == ERANGE || v < lo || v > hi)
+          return s + " is out of range: it must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+        return {};
+      },
+      "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+}
+
+CLI::Validator seed_value() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        bool digits = !s.empty();
+        for (char c : s) digits = digits && c >= '0' && c <= '9';
+        if (!digits) return "'" + s + "' is not a non-negative integer";
+        errno = 0;
+        (void)std::strtoull(s.c_str(), nullptr, 10);
+        if (errno == ERANGE) return s + " is out of range: it must be an integer in [0, 2^64 - 1]";
+        return {};
+      },
+      "in [0, 2^64 - 1]");
+}
+
+CLI::Validator real_in(double lo, double hi, bool lo_open = false) {
+  return CLI::Validator(
+      [lo, hi, lo_open](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const double v = s.empty() ? 0 : std::strtod(s.c_str(), &end);
+        if (s.empty() || end == nullptr || *end != '\0') return "'" + s + "' is not a number";
+        if (!std::isfinite(v) || errno == ERANGE || v < lo || v > hi || (lo_open && v == lo))
+          return s + " is out of range: it must be a finite number in " + range_text(lo, hi, lo_open);
+        return {};
+      },
+      "in " + range_text(lo, hi, lo_open));
+}
+
+/// Options every training command has.
+void add_run_options(CLI::App* app, TrainConfig& c, int& threads) {
+  app->add_option("--out", c.out, "run directory (metrics, checkpoints, images)")->capture_default_str();
+  app->add_option("--seed", c.seed, "seed of every random choice of the run")->check(seed_value())->capture_default_str();
+  app->add_option("--steps", c.steps, "total optimizer steps")->check(integer_in(0, limits::max_steps))->capture_default_str();
+  app->add_option("--device", c.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  app->add_option("--threads", threads, "torch and OpenBLAS threads (0: their defaults)")
+      ->check(integer_in(0, limits::max_threads))
+      ->capture_default_str();
+  app->add_option("--init", c.init, "model.safetensors or run/checkpoint directory to start from");
+  app->add_option("--save-every", c.save_every, "checkpoint every K steps (0: at the end only)")
+      ->check(integer_in(0, limits::max_steps))
+      ->capture_default_str();
+  app->add_option("--image-every", c.image_every, "sample sheet PNG every K steps (0: never)")
+      ->check(integer_in(0, limits::max_steps))
+      ->capture_default_str();
+  app->add_option("--eval-every", c.eval_every, "held-out evaluation every K steps (0: start/end)")
+      ->check(integer_in(0, limits::max_steps))
+      ->capture_default_str();
+  app->add_option("--eval-samples", c.eval_samples, "images per held-out prompt")
+      ->check(integer_in(1, limits::max_samples))
+      ->capture_default_str();
+  app->add_option("--eval-batch", c.eval_batch, "images per decode in evaluation")
+      ->check(integer_in(1, limits::max_batch))
+      ->capture_default_str();
+  app->add_option("--lr", c.lr, "peak learning rate (AdamW)")->check(real_in(0, limits::max_lr))->capture_default_str();
+  app->add_option("--lr-schedule", c.schedule, "constant, linear or cosine")
+      ->check(CLI::IsMember({"constant", "linear", "cosine"}))
+      ->capture_default_str();
+  app->add_option("--warmup", c.warmup, "linear warm-up steps")->check(integer_in(0, limits::max_steps))->capture_default_str();
+  app->add_option("--min-lr-ratio", c.min_lr_ratio, "floor of the decay, fraction of --lr")
+      ->check(real_in(0, 1))
+      ->capture_default_str();
+  app->add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay")->check(real_in(0, 1))->capture_default_str();
+  app->add_option("--max-grad-norm", c.max_grad_norm, "gradient-norm clip (0: off)")
+      ->check(real_in(0, limits::max_real))
+      ->capture_default_str();
+  app->add_option("--resume", "continue a run: its directory (latest checkpoint) or RUN/checkpoints/step-N");
+  app->add_flag("--replace",
+                "start afresh in a --out that holds a run: its files are moved into a new directory "
+                "<out>.replaced-<time> first (nothing is deleted)");
+}
+
+void add_task_options(CLI::App* app, TrainConfig& c, std::int64_t& grid) {
+  app->add_option("--grid", grid, "image grid side (H = W) of a fresh model")
+      ->check(integer_in(limits::min_grid, limits::max_grid))
+      ->capture_default_str();
+  app->add_option("--heldout-fraction", c.heldout_fraction, "held-out prompts per tag")
+      ->check(real_in(0, 0.95))
+      ->capture_default_str();
+  app->add_option("--split-seed", c.split_seed, "which prompts are held out")->check(seed_value())->capture_default_str();
   app->add_option("--tags", c.tags, "comma-separated tags to train/evaluate on (default: all)");
-  app->add_option("--reward", c.reward, "binary, strict or partial (GenEval rules), or clean (binary and nothing unasked drawn)")->capture_default_str();
+  app->add_option("--reward", c.reward, "binary, strict or partial (GenEval rules), or clean (binary and nothing unasked drawn)")
+      ->check(CLI::IsMember({"binary", "strict", "partial", "clean"}))
+      ->capture_default_str();
 }
 
 void add_sampling_options(CLI::App* app, TrainConfig& c) {
-  app->add_option("--cfg", c.cfg_scale, "classifier-free guidance weight")->capture_default_str();
-  app->add_option("--temperature", c.temperature, "sampling temperature")->capture_default_str();
-  app->add_option("--top-k", c.top_k, "top-k (0: off)")->capture_default_str();
-  app->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->capture_default_str();
+  app->add_option("--cfg", c.cfg_scale, "classifier-free guidance weight")->check(real_in(0, limits::max_cfg))->capture_default_str();
+  app->add_option("--temperature", c.temperature, "sampling temperature")
+      ->check(real_in(0, limits::max_temperature, true))
+      ->capture_default_str();
+  app->add_option("--top-k", c.top_k, "top-k (0: off)")->check(integer_in(0, shapes::codebook_size()))->capture_default_str();
+  app->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->check(real_in(0, 1, true))->capture_default_str();
 }
 
 /// Sets libtorch's intra-op threads and, when libtorch's BLAS is OpenBLAS (Debian), OpenBLAS's
@@ -67,10 +155,51 @@ void set_threads(int n) {
   if (void* f = ::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")) reinterpret_cast<setter>(f)(n);
 }
 
+/// The flags a resume accepts (besides --resume itself): the settings that do not change what
+/// the run computes (janus::resumable_settings) plus --threads, and --out naming the same
+/// directory. Every other flag given with --resume is refused by name.
+const std::map<std::string, std::string>& resume_flags() {
+  static const std::map<std::string, std::string> flags = {
+      {"--steps", "steps"},          {"--save-every", "save_every"},     {"--image-every", "image_every"},
+      {"--eval-every", "eval_every"}, {"--eval-samples", "eval_samples"}, {"--eval-batch", "eval_batch"},
+      {"--device", "device"},        {"--threads", ""},                  {"--out", ""},
+      {"--resume", ""}};
+  return flags;
+}
+
+/// Builds RunOptions for `sft` / `rl` from what was given on the command line.
+janus::RunOptions run_options(CLI::App* cmd, const TrainConfig& c, bool quiet, const std::string& program) {
+  janus::RunOptions o;
+  o.progress = !quiet;
+  o.program = program;
+  o.replace = cmd->count("--replace") > 0;
+  if (cmd->count("--resume") > 0) {
+    o.resume = cmd->get_option("--resume")->as<std::string>();
+    std::string accepted;
+    for (const auto& kv : resume_flags())
+      if (kv.first != "--resume") accepted += (accepted.empty() ? "" : ", ") + kv.first;
+    for (const CLI::Option* opt : cmd->get_options()) {
+      if (opt->count() == 0) continue;
+      const std::string name = opt->get_name();
+      const auto it = resume_flags().find(name);
+      if (it == resume_flags().end())
+        throw janus::UsageError(name + " cannot be given with --resume: a resumed run continues with the settings "
+                                "stored in its checkpoint (flags a resume accepts: " + accepted + ")");
+      if (!it->second.empty()) o.resume_overrides.push_back(it->second);
+    }
+    o.out_given = cmd->count("--out") > 0;
+  } else if (c.mode == "rl" && c.init.empty()) {
+    throw janus::UsageError("rl needs --init (a warm start: model.safetensors or a run directory) or --resume");
+  }
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"janus_trainer: GRPO / GCPO on a Janus-Pro-architecture model with the task \"shapes\""};
+  CLI::App app{"janus_trainer: GRPO / GCPO on a Janus-Pro-architecture model with the task \"shapes\"\n"
+               "exit codes: 0 done; 1 error; 2 bad command line; 3 a non-finite training step;\n"
+               "130 / 143 stopped by SIGINT / SIGTERM after checkpointing (the message says how to resume)"};
   app.require_subcommand(1);
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "no progress bar");
@@ -84,18 +213,19 @@ int main(int argc, char** argv) {
   sft.warmup = 20;
   sft.min_lr_ratio = 0.05;
   int sft_threads = 0;
-  std::string sft_resume;
+  std::int64_t sft_grid = sft.grid_height;
   CLI::App* c_sft = app.add_subcommand("sft", "supervised next-token warm-start on generated (prompt, grid) pairs");
   add_run_options(c_sft, sft, sft_threads);
-  add_task_options(c_sft, sft);
+  add_task_options(c_sft, sft, sft_grid);
   add_sampling_options(c_sft, sft);
-  c_sft->add_option("--resume", sft_resume, "continue a run (run or checkpoint directory)");
-  c_sft->add_option("--batch", sft.batch, "sequences per step")->capture_default_str();
-  c_sft->add_option("--hidden", sft.hidden, "model width H")->capture_default_str();
-  c_sft->add_option("--layers", sft.layers, "decoder layers")->capture_default_str();
-  c_sft->add_option("--heads", sft.heads, "attention heads")->capture_default_str();
-  c_sft->add_option("--intermediate", sft.intermediate, "SwiGLU width (0: 8/3 H)")->capture_default_str();
-  c_sft->add_option("--uncond-prob", sft.uncond_prob, "prompt dropout for CFG")->capture_default_str();
+  c_sft->add_option("--batch", sft.batch, "sequences per step")->check(integer_in(1, limits::max_batch))->capture_default_str();
+  c_sft->add_option("--hidden", sft.hidden, "model width H")->check(integer_in(8, limits::max_hidden))->capture_default_str();
+  c_sft->add_option("--layers", sft.layers, "decoder layers")->check(integer_in(1, limits::max_layers))->capture_default_str();
+  c_sft->add_option("--heads", sft.heads, "attention heads")->check(integer_in(1, limits::max_hidden))->capture_default_str();
+  c_sft->add_option("--intermediate", sft.intermediate, "SwiGLU width (0: 8/3 H)")
+      ->check(integer_in(0, limits::max_intermediate))
+      ->capture_default_str();
+  c_sft->add_option("--uncond-prob", sft.uncond_prob, "prompt dropout for CFG")->check(real_in(0, 1))->capture_default_str();
   c_sft->add_flag("!--freeze-gen", sft.train_gen, "keep gen_embed / gen_aligner / gen_head frozen");
 
   TrainConfig rl;
@@ -105,41 +235,48 @@ int main(int argc, char** argv) {
   rl.lr = 1e-4;
   rl.image_every = 10;
   int rl_threads = 0;
-  std::string rl_resume;
+  std::int64_t rl_grid = rl.grid_height;
   CLI::App* c_rl = app.add_subcommand("rl", "GRPO or GCPO from a warm-start (P prompts x G samples with CFG)");
   add_run_options(c_rl, rl, rl_threads);
-  add_task_options(c_rl, rl);
+  add_task_options(c_rl, rl, rl_grid);
   add_sampling_options(c_rl, rl);
-  c_rl->add_option("--resume", rl_resume, "continue a run (run or checkpoint directory)");
-  c_rl->add_option("--algo", rl.algo, "gcpo or grpo")->capture_default_str();
-  c_rl->add_option("--prompts", rl.prompts, "P prompts per step")->capture_default_str();
-  c_rl->add_option("--group", rl.group, "G samples per prompt")->capture_default_str();
-  c_rl->add_option("--beta", rl.beta, "KL coefficient")->capture_default_str();
-  c_rl->add_option("--weight-clip", rl.weight_clip, "clip of the dynamic weight's log-ratio")->capture_default_str();
+  c_rl->add_option("--algo", rl.algo, "gcpo or grpo")->check(CLI::IsMember({"gcpo", "grpo"}))->capture_default_str();
+  c_rl->add_option("--prompts", rl.prompts, "P prompts per step")->check(integer_in(1, limits::max_batch))->capture_default_str();
+  c_rl->add_option("--group", rl.group, "G samples per prompt")->check(integer_in(2, limits::max_batch))->capture_default_str();
+  c_rl->add_option("--beta", rl.beta, "KL coefficient")->check(real_in(0, limits::max_real))->capture_default_str();
+  c_rl->add_option("--weight-clip", rl.weight_clip, "clip of the dynamic weight's log-ratio")
+      ->check(real_in(0, limits::max_real))
+      ->capture_default_str();
   c_rl->add_flag("--detach-weight", rl.detach_weight, "no gradient through the dynamic weight");
-  c_rl->add_option("--initial-frac", rl.initial_frac, "initial tokens")->capture_default_str();
-  c_rl->add_option("--gradient-frac", rl.gradient_frac, "entropy-gradient tokens")->capture_default_str();
-  c_rl->add_option("--similarity-frac", rl.similarity_frac, "low-similarity tokens")->capture_default_str();
-  c_rl->add_option("--adv-std", rl.adv_std, "unbiased, biased or none")->capture_default_str();
+  c_rl->add_option("--initial-frac", rl.initial_frac, "initial tokens")->check(real_in(0, 1))->capture_default_str();
+  c_rl->add_option("--gradient-frac", rl.gradient_frac, "entropy-gradient tokens")->check(real_in(0, 1))->capture_default_str();
+  c_rl->add_option("--similarity-frac", rl.similarity_frac, "low-similarity tokens")->check(real_in(0, 1))->capture_default_str();
+  c_rl->add_option("--adv-std", rl.adv_std, "unbiased, biased or none")
+      ->check(CLI::IsMember({"unbiased", "biased", "none"}))
+      ->capture_default_str();
   c_rl->add_option("--ref-embeds", rl.ref_embeds, "policy (official) or ref: text embeddings the reference sees")
+      ->check(CLI::IsMember({"policy", "ref"}))
       ->capture_default_str();
 
   TrainConfig ev;
   ev.mode = "rl";
   ev.eval_samples = 4;
   int ev_threads = 0;
-  std::string ev_model, ev_json, ev_png;
+  std::string ev_model, ev_json, ev_png, ev_metadata;
   CLI::App* c_eval = app.add_subcommand("eval", "per-tag accuracy on the held-out prompts, sample sheet PNG");
   c_eval->add_option("--model", ev_model, "model.safetensors or run/checkpoint directory")->required();
   c_eval->add_option("--json", ev_json, "write the report here too");
   c_eval->add_option("--png", ev_png, "sample sheet");
-  c_eval->add_option("--seed", ev.seed, "sampling seed")->capture_default_str();
-  c_eval->add_option("--samples", ev.eval_samples, "images per held-out prompt")->capture_default_str();
-  c_eval->add_option("--batch", ev.eval_batch, "images per decode")->capture_default_str();
-  c_eval->add_option("--device", ev.device, "cpu or cuda")->capture_default_str();
-  c_eval->add_option("--threads", ev_threads, "torch intra-op threads")->capture_default_str();
-  c_eval->add_option("--heldout-fraction", ev.heldout_fraction, "as in training")->capture_default_str();
-  c_eval->add_option("--split-seed", ev.split_seed, "as in training")->capture_default_str();
+  c_eval->add_option("--metadata", ev_metadata, "evaluate on the records of this GenEval JSONL file instead of the held-out prompts");
+  c_eval->add_option("--seed", ev.seed, "sampling seed")->check(seed_value())->capture_default_str();
+  c_eval->add_option("--samples", ev.eval_samples, "images per held-out prompt")
+      ->check(integer_in(1, limits::max_samples))
+      ->capture_default_str();
+  c_eval->add_option("--batch", ev.eval_batch, "images per decode")->check(integer_in(1, limits::max_batch))->capture_default_str();
+  c_eval->add_option("--device", ev.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  c_eval->add_option("--threads", ev_threads, "torch intra-op threads")->check(integer_in(0, limits::max_threads))->capture_default_str();
+  c_eval->add_option("--heldout-fraction", ev.heldout_fraction, "as in training")->check(real_in(0, 0.95))->capture_default_str();
+  c_eval->add_option("--split-seed", ev.split_seed, "as in training")->check(seed_value())->capture_default_str();
   add_sampling_options(c_eval, ev);
 
   TrainConfig sa;
@@ -149,37 +286,55 @@ int main(int argc, char** argv) {
   CLI::App* c_sample = app.add_subcommand("sample", "draw images for one prompt into a PNG sheet");
   c_sample->add_option("--model", sa_model, "model.safetensors or run/checkpoint directory")->required();
   c_sample->add_option("--prompt", sa_prompt, "e.g. \"a photo of a red circle\"")->required();
-  c_sample->add_option("-n", sa_n, "images")->capture_default_str();
+  c_sample->add_option("-n", sa_n, "images")->check(integer_in(1, limits::max_batch))->capture_default_str();
   c_sample->add_option("--png", sa_png, "output PNG")->capture_default_str();
-  c_sample->add_option("--seed", sa.seed, "sampling seed")->capture_default_str();
-  c_sample->add_option("--device", sa.device, "cpu or cuda")->capture_default_str();
-  c_sample->add_option("--threads", sa_threads, "torch intra-op threads")->capture_default_str();
+  c_sample->add_option("--seed", sa.seed, "sampling seed")->check(seed_value())->capture_default_str();
+  c_sample->add_option("--device", sa.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  c_sample->add_option("--threads", sa_threads, "torch intra-op threads")->check(integer_in(0, limits::max_threads))->capture_default_str();
   add_sampling_options(c_sample, sa);
 
-  CLI11_PARSE(app, argc, argv);
   try {
-    auto threads = [](int n) { set_threads(n); };
-    if (*c_sft) {
-      threads(sft_threads);
-      const std::int64_t override_steps = c_sft->count("--steps") ? sft.steps : 0;
-      return janus::run_training(sft, sft_resume, override_steps, !quiet);
-    }
-    if (*c_rl) {
-      threads(rl_threads);
-      if (rl_resume.empty() && rl.init.empty()) throw std::invalid_argument("rl needs --init (a warm-start) or --resume");
-      const std::int64_t override_steps = c_rl->count("--steps") ? rl.steps : 0;
-      return janus::run_training(rl, rl_resume, override_steps, !quiet);
-    }
-    if (*c_eval) {
-      threads(ev_threads);
-      return janus::run_eval(ev_model, ev, ev_json, ev_png);
-    }
-    if (*c_sample) {
-      threads(sa_threads);
-      return janus::run_sample(sa_model, sa, sa_prompt, sa_n, sa_png);
-    }
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);  // prints the help, or the error naming the option
+    return rc == 0 ? 0 : 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "janus_trainer: error: %s\n", e.what());
+    return 2;
+  }
+  const std::string program = argc > 0 ? argv[0] : "janus_trainer";
+  try {
+    if (*c_sft) {
+      sft.grid_height = sft.grid_width = static_cast<int>(sft_grid);
+      const janus::RunOptions o = run_options(c_sft, sft, quiet, program);
+      set_threads(sft_threads);
+      return janus::run_training(sft, o);
+    }
+    if (*c_rl) {
+      rl.grid_height = rl.grid_width = static_cast<int>(rl_grid);
+      const janus::RunOptions o = run_options(c_rl, rl, quiet, program);
+      set_threads(rl_threads);
+      return janus::run_training(rl, o);
+    }
+    if (*c_eval) {
+      set_threads(ev_threads);
+      return janus::run_eval(ev_model, ev, ev_json, ev_png, ev_metadata);
+    }
+    if (*c_sample) {
+      set_threads(sa_threads);
+      return janus::run_sample(sa_model, sa, sa_prompt, sa_n, sa_png);
+    }
+  } catch (const janus::UsageError& e) {
+    std::fprintf(stderr, "janus_trainer: error: %s\n", e.what());
+    return 2;
+  } catch (const janus::NonFiniteStep& e) {
+    std::fprintf(stderr, "janus_trainer: error: %s\n", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "janus_trainer: error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "janus_trainer: error: an unknown exception\n");
     return 1;
   }
   return 0;

@@ -775,9 +775,43 @@ TEST_CASE("JSONL round trip and errors", "[shapes][jsonl]") {
   std::vector<Metadata> partial;
   s = read_jsonl((dir / "bad.jsonl").string(), partial);
   CHECK_FALSE(s.ok());
-  CHECK(std::string(s.message()).find("line 3") != std::string::npos);
+  CHECK(std::string(s.message()).find("bad.jsonl:3:") != std::string::npos);
   CHECK(partial.empty());
   CHECK_FALSE(read_jsonl((dir / "missing.jsonl").string(), partial).ok());
+  // A directory is not an empty JSONL file.
+  fs::create_directories(dir / "folder.jsonl");
+  s = read_jsonl((dir / "folder.jsonl").string(), partial);
+  CHECK_FALSE(s.ok());
+  CHECK(std::string(s.message()).find("is a directory") != std::string::npos);
+  // Records that ask for nothing, or not for what their tag needs, are refused by file:line
+  // (an empty include would score every image correct).
+  const std::pair<const char*, const char*> wrong_shape[] = {
+      {R"({"tag": "two_object", "include": [], "prompt": "a photo of a square and a circle"})", "`include` is empty"},
+      {R"({"tag": "single_object", "include": [], "prompt": "a photo of a square"})", "`include` is empty"},
+      {R"({"tag": "two_object", "include": [{"class": "square", "count": 1}], "prompt": "a photo of a square"})",
+       "needs 2"},
+      {R"({"tag": "colors", "include": [{"class": "square", "count": 1}], "prompt": "a photo of a square"})",
+       "include[0].color"},
+      {R"({"tag": "color_attr", "include": [{"class": "square", "count": 1, "color": "red"}, {"class": "circle", "count": 1}], "prompt": "x"})",
+       "include[1].color"},
+      {R"({"tag": "position", "include": [{"class": "square", "count": 1}, {"class": "circle", "count": 1}], "prompt": "x"})",
+       "include[1].position"},
+  };
+  for (const auto& [line, why] : wrong_shape) {
+    INFO(line);
+    {
+      std::ofstream f(dir / "shape.jsonl");
+      f << to_json_line(all[0]) << "\n" << line << "\n";
+    }
+    s = read_jsonl((dir / "shape.jsonl").string(), partial);
+    CHECK_FALSE(s.ok());
+    CHECK(std::string(s.message()).find("shape.jsonl:2:") != std::string::npos);
+    CHECK(std::string(s.message()).find(why) != std::string::npos);
+    CHECK(partial.empty());
+    REQUIRE(from_json_line(line, m).ok());  // well-formed JSON records ...
+    CHECK_FALSE(validate(m).ok());          // ... that the task's rules refuse
+    CHECK_FALSE(score(Detections{}, m).correct);
+  }
   fs::remove_all(dir);
 }
 
