@@ -17,14 +17,15 @@ if(GCPO_BUILD_TRAINER)
   endif()
   find_package(CLI11 2 REQUIRED)
   find_package(nlohmann_json 3 REQUIRED)
+  find_package(ZLIB REQUIRED)  # CRC-32 of pytorch_model.bin records (torch_bin.cpp)
 
   # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
   # the binary and the tests (few translation units: each libtorch one compiles slowly).
-  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp train.cpp vq_decoder.cpp)
+  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp torch_bin.cpp train.cpp vq_decoder.cpp)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
-    PUBLIC gcpo::gcpo gcpo_shapes_task ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json
+    PUBLIC gcpo::gcpo gcpo_shapes_task ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json ZLIB::ZLIB
     PRIVATE gcpo_project_flags)
   # libtorch's headers trip -Wpedantic/-Wextra; they are third-party, so include them as system headers.
   target_include_directories(janus_trainer_lib SYSTEM PUBLIC ${TORCH_INCLUDE_DIRS})
@@ -55,5 +56,11 @@ if(GCPO_BUILD_TRAINER)
     target_precompile_headers(test_janus_vq REUSE_FROM janus_trainer_lib)
     target_compile_definitions(test_janus_vq PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     catch_discover_tests(test_janus_vq TEST_PREFIX "trainer: ")
+    # pytorch_model.bin (torch.save zip archives): libtorch's zip reader, a restricted pickle reader, CRC-32
+    add_executable(test_janus_torch_bin tests/test_torch_bin.cpp)
+    target_link_libraries(test_janus_torch_bin PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    target_precompile_headers(test_janus_torch_bin REUSE_FROM janus_trainer_lib)
+    target_compile_definitions(test_janus_torch_bin PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
+    catch_discover_tests(test_janus_torch_bin TEST_PREFIX "trainer: ")
   endif()
 endif()
