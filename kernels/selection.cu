@@ -25,7 +25,7 @@ status initial_mask(tensor_view mask, const selection_options& options, cudaStre
   selection_counts c;
   GCPO_TRY(detail::resolve_selection(N, options, g, c));
   if (R * N == 0) return ok();
-  detail::cuda_impl::initial_mask_kernel<<<grid_for(R * N, elementwise_block), elementwise_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R * N, elementwise_block), elementwise_block, 0, stream, detail::cuda_impl::initial_mask_kernel)(
       mask.as<std::uint8_t>(), R * N, N, c.initial);
   return detail::cuda_impl::check_launch("initial_mask_kernel");
 }
@@ -37,7 +37,7 @@ status smoothed_entropy(const_tensor_view entropy, tensor_view smoothed, const s
   grid_shape g;
   GCPO_TRY(detail::resolve_grid(options.grid, N, g, "`entropy.shape[1]`"));
   if (R * N == 0) return ok();
-  detail::cuda_impl::smoothed_entropy_kernel<<<grid_for(R * N, elementwise_block), elementwise_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R * N, elementwise_block), elementwise_block, 0, stream, detail::cuda_impl::smoothed_entropy_kernel)(
       entropy.as<const float>(), smoothed.as<float>(), R * N, N, g.width);
   return detail::cuda_impl::check_launch("smoothed_entropy_kernel");
 }
@@ -49,7 +49,7 @@ status entropy_gradient(const_tensor_view smoothed, tensor_view gradient, const 
   grid_shape g;
   GCPO_TRY(detail::resolve_grid(options.grid, N, g, "`smoothed.shape[1]`"));
   if (R * N == 0) return ok();
-  detail::cuda_impl::entropy_gradient_kernel<<<grid_for(R * N, elementwise_block), elementwise_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R * N, elementwise_block), elementwise_block, 0, stream, detail::cuda_impl::entropy_gradient_kernel)(
       smoothed.as<const float>(), gradient.as<float>(), R * N, N, g.height, g.width);
   return detail::cuda_impl::check_launch("entropy_gradient_kernel");
 }
@@ -62,7 +62,7 @@ status gradient_topk(const_tensor_view gradient, tensor_view mask, const selecti
   selection_counts c;
   GCPO_TRY(detail::resolve_selection(N, options, g, c));
   if (R == 0) return ok();
-  detail::cuda_impl::gradient_topk_kernel<sel_block><<<grid_for(R, 1), sel_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R, 1), sel_block, 0, stream, detail::cuda_impl::gradient_topk_kernel<sel_block>)(
       gradient.as<const float>(), mask.as<std::uint8_t>(), detail::cuda_impl::make_geometry(R, N, g, c));
   return detail::cuda_impl::check_launch("gradient_topk_kernel");
 }
@@ -79,7 +79,7 @@ status low_similarity_mask(const_tensor_view similarity, const_tensor_view exclu
   selection_counts c;
   GCPO_TRY(detail::resolve_selection(N, options, g, c));
   if (R == 0) return ok();
-  detail::cuda_impl::low_similarity_kernel<sel_block><<<grid_for(R, 1), sel_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R, 1), sel_block, 0, stream, detail::cuda_impl::low_similarity_kernel<sel_block>)(
       similarity.as<const float>(), exclude.present() ? exclude.as<const std::uint8_t>() : nullptr,
       mask.as<std::uint8_t>(), detail::cuda_impl::make_geometry(R, N, g, c));
   return detail::cuda_impl::check_launch("low_similarity_kernel");
@@ -90,7 +90,7 @@ status union_mask(const_tensor_view a, const_tensor_view b, const_tensor_view c,
   GCPO_TRY(detail::validate_union_mask(a, b, c, critical, counts, dev));
   const std::int64_t R = a.shape[0], N = a.shape[1];
   if (R == 0) return ok();
-  detail::cuda_impl::union_mask_kernel<sel_block><<<grid_for(R, 1), sel_block, 0, stream>>>(
+  GCPO_LAUNCH(grid_for(R, 1), sel_block, 0, stream, detail::cuda_impl::union_mask_kernel<sel_block>)(
       a.as<const std::uint8_t>(), b.as<const std::uint8_t>(), c.present() ? c.as<const std::uint8_t>() : nullptr,
       critical.as<std::uint8_t>(), counts.present() ? counts.as<std::int32_t>() : nullptr, R, N);
   return detail::cuda_impl::check_launch("union_mask_kernel");

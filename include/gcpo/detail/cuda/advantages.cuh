@@ -38,7 +38,7 @@ inline status launch_group_advantages(const_tensor_view rewards, tensor_view adv
                                       cudaStream_t stream) noexcept {
   const std::int64_t P = rewards.shape[0] / opt.group;
   if (P == 0) return ok();
-  group_advantages_kernel<<<grid_for(P, 128), 128, 0, stream>>>(rewards.as<const float>(), advantages.as<float>(), P,
+  GCPO_LAUNCH(grid_for(P, 128), 128, 0, stream, group_advantages_kernel)(rewards.as<const float>(), advantages.as<float>(), P,
                                                                  opt.group, static_cast<int>(opt.std),
                                                                  static_cast<double>(opt.eps));
   return check_launch("group_advantages_kernel");

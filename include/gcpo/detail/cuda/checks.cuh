@@ -79,8 +79,8 @@ status launch_count_nonfinite(const_tensor_view x, tensor_view count, cudaStream
   a.count = static_cast<unsigned long long*>(count.data);
   GCPO_TRY(check_call(cudaMemsetAsync(count.data, 0, sizeof(std::int64_t), stream), "cudaMemsetAsync(count)"));
   if (a.numel == 0) return ok();
-  if (x.is_contiguous()) count_nonfinite_kernel<T, true><<<grid_for(a.numel, nf_block * 8), nf_block, 0, stream>>>(a);
-  else count_nonfinite_kernel<T, false><<<grid_for(a.numel, nf_block * 8), nf_block, 0, stream>>>(a);
+  if (x.is_contiguous()) GCPO_LAUNCH(grid_for(a.numel, nf_block * 8), nf_block, 0, stream, count_nonfinite_kernel<T, true>)(a);
+  else GCPO_LAUNCH(grid_for(a.numel, nf_block * 8), nf_block, 0, stream, count_nonfinite_kernel<T, false>)(a);
   return check_launch("count_nonfinite_kernel");
 }
 

@@ -24,6 +24,22 @@ namespace cuda_impl {
 
 constexpr float f_inf = __builtin_huge_valf();
 
+// --- launches and dynamic shared memory ----------------------------------------------------
+//
+// Every launch is written `GCPO_LAUNCH(grid, block, smem, stream, kernel)(args...)`, and every
+// dynamic shared array `GCPO_DYNAMIC_SHARED(T, name);`: under nvcc exactly `kernel<<<grid,
+// block, smem, stream>>>(args...)` and `extern __shared__ T name[]`. The test-only SIMT
+// simulator (tests/sim, built with GCPO_CUDA_SIMULATOR) defines both in its <cuda_runtime.h> to
+// run the same kernels on the CPU (see docs/design.md); nothing else differs.
+#if defined(GCPO_CUDA_SIMULATOR)
+#if !defined(GCPO_LAUNCH) || !defined(GCPO_DYNAMIC_SHARED)
+#error "GCPO_CUDA_SIMULATOR: the simulator's <cuda_runtime.h> (tests/sim/include) must come first on the include path"
+#endif
+#else
+#define GCPO_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define GCPO_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // --- errors --------------------------------------------------------------------------------
 
 /// A `cuda_error` status for `e`, after clearing the error state so the next call starts clean.

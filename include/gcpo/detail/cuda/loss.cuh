@@ -279,10 +279,10 @@ inline status launch_loss_forward(const loss_inputs& in, const loss_outputs& out
   workspace_carver carve(ws);
   a.part = carve.take<double>(static_cast<std::size_t>(a.R) * loss_partials);
   if (a.R > 0) {
-    loss_forward_rows_kernel<<<grid_for(a.R, 1), scan_block, 0, stream>>>(a);
+    GCPO_LAUNCH(grid_for(a.R, 1), scan_block, 0, stream, loss_forward_rows_kernel)(a);
     GCPO_TRY(check_launch("loss_forward_rows_kernel"));
   }
-  loss_forward_final_kernel<<<1, scan_block, 0, stream>>>(a.part, out.stats.as<float>(), a.R, a.N, opt);
+  GCPO_LAUNCH(1, scan_block, 0, stream, loss_forward_final_kernel)(a.part, out.stats.as<float>(), a.R, a.N, opt);
   return check_launch("loss_forward_final_kernel");
 }
 
@@ -305,10 +305,10 @@ inline status launch_loss_backward(const loss_inputs& in, const_tensor_view grad
   const bool need_counts = a.mask != nullptr && (opt.aggregation == loss_aggregation::token_mean ||
                                                  opt.aggregation == loss_aggregation::sequence_mean);
   if (need_counts) {
-    loss_mask_count_kernel<<<grid_for(a.R, 1), scan_block, 0, stream>>>(a.mask, a.part, a.R, a.N);
+    GCPO_LAUNCH(grid_for(a.R, 1), scan_block, 0, stream, loss_mask_count_kernel)(a.mask, a.part, a.R, a.N);
     GCPO_TRY(check_launch("loss_mask_count_kernel"));
   }
-  loss_backward_kernel<<<grid_for(a.R, 1), scan_block, 0, stream>>>(a, need_counts);
+  GCPO_LAUNCH(grid_for(a.R, 1), scan_block, 0, stream, loss_backward_kernel)(a, need_counts);
   return check_launch("loss_backward_kernel");
 }
 

@@ -267,7 +267,7 @@ status launch_generation_step(const_tensor_view cond, const_tensor_view uncond, 
   a.ebuf = carve.take<float>(static_cast<std::size_t>(a.R * a.V));
   a.ib = index_bits(a.V);
   if (a.R == 0) return ok();
-  generation_step_kernel<T><<<grid_for(a.R, 1), samp_block, 0, stream>>>(a);
+  GCPO_LAUNCH(grid_for(a.R, 1), samp_block, 0, stream, generation_step_kernel<T>)(a);
   return check_launch("generation_step_kernel");
 }
 

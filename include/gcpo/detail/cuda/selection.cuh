@@ -144,7 +144,7 @@ struct select_args {
 
 template <int BLOCK>
 __global__ void __launch_bounds__(BLOCK) select_critical_kernel(select_args a) {
-  extern __shared__ float sel_smem[];
+  GCPO_DYNAMIC_SHARED(float, sel_smem);
   __shared__ reduce_scratch<BLOCK> sc;
   __shared__ select_scratch ss;
   const selection_geometry& g = a.geo;
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(BLOCK) select_critical_kernel(select_args a) {
 inline status launch_select_critical(const select_args& a, cudaStream_t stream) noexcept {
   if (a.geo.R == 0) return ok();
   const std::size_t smem = a.use_smem ? static_cast<std::size_t>(2 * a.geo.N) * sizeof(float) : 0;
-  select_critical_kernel<sel_block><<<grid_for(a.geo.R, 1), sel_block, smem, stream>>>(a);
+  GCPO_LAUNCH(grid_for(a.geo.R, 1), sel_block, smem, stream, select_critical_kernel<sel_block>)(a);
   return check_launch("select_critical_kernel");
 }
 

@@ -48,7 +48,7 @@ __device__ __forceinline__ const T* similarity_row(const similarity_args& a, std
 
 template <class T, class I, bool FROM_TOKENS, bool VEC>
 __global__ void __launch_bounds__(sim_block) group_similarity_kernel(similarity_args a) {
-  extern __shared__ unsigned char sim_smem[];
+  GCPO_DYNAMIC_SHARED(unsigned char, sim_smem);
   const T** rows = reinterpret_cast<const T**>(sim_smem);
   float* norms = reinterpret_cast<float*>(sim_smem + sizeof(const T*) * static_cast<std::size_t>(a.G));
   float* inv_norms = norms + a.G;
@@ -206,8 +206,8 @@ status launch_group_similarity_typed(const similarity_args& a, bool vec, cudaStr
   if (a.P * a.N == 0) return ok();
   const std::size_t smem = static_cast<std::size_t>(a.G) * (sizeof(const T*) + 2 * sizeof(float));
   const unsigned grid = grid_for(a.P * a.N, 1);
-  if (vec) group_similarity_kernel<T, I, FROM_TOKENS, true><<<grid, sim_block, smem, stream>>>(a);
-  else group_similarity_kernel<T, I, FROM_TOKENS, false><<<grid, sim_block, smem, stream>>>(a);
+  if (vec) GCPO_LAUNCH(grid, sim_block, smem, stream, group_similarity_kernel<T, I, FROM_TOKENS, true>)(a);
+  else GCPO_LAUNCH(grid, sim_block, smem, stream, group_similarity_kernel<T, I, FROM_TOKENS, false>)(a);
   return check_launch("group_similarity_kernel");
 }
 

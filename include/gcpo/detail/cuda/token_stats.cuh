@@ -276,10 +276,10 @@ status launch_token_stats(const_tensor_view logits, const_tensor_view tokens, te
   a.inv_t = inv_t;
   if (a.rows == 0) return ok();
   if (a.rows < ts_block_rows_below && a.V >= ts_long_row) {
-    token_stats_block_kernel<T, I><<<grid_for(a.rows, 1), ts_block, 0, stream>>>(a);
+    GCPO_LAUNCH(grid_for(a.rows, 1), ts_block, 0, stream, token_stats_block_kernel<T, I>)(a);
     return check_launch("token_stats_block_kernel");
   }
-  token_stats_warp_kernel<T, I><<<grid_for(a.rows, ts_block / 32), ts_block, 0, stream>>>(a);
+  GCPO_LAUNCH(grid_for(a.rows, ts_block / 32), ts_block, 0, stream, token_stats_warp_kernel<T, I>)(a);
   return check_launch("token_stats_warp_kernel");
 }
 
@@ -389,10 +389,10 @@ status launch_token_stats_backward(const_tensor_view logits, const_tensor_view t
   a.inv_t = inv_t;
   if (a.rows == 0) return ok();
   if (a.rows < ts_block_rows_below && a.V >= ts_long_row) {
-    token_stats_backward_block_kernel<T, G, I><<<grid_for(a.rows, 1), ts_block, 0, stream>>>(a);
+    GCPO_LAUNCH(grid_for(a.rows, 1), ts_block, 0, stream, token_stats_backward_block_kernel<T, G, I>)(a);
     return check_launch("token_stats_backward_block_kernel");
   }
-  token_stats_backward_warp_kernel<T, G, I><<<grid_for(a.rows, ts_block / 32), ts_block, 0, stream>>>(a);
+  GCPO_LAUNCH(grid_for(a.rows, ts_block / 32), ts_block, 0, stream, token_stats_backward_warp_kernel<T, G, I>)(a);
   return check_launch("token_stats_backward_warp_kernel");
 }
 

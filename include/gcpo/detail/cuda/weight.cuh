@@ -55,7 +55,7 @@ inline status launch_advantage_weight(const_tensor_view logp, const_tensor_view 
                                       cudaStream_t stream) noexcept {
   const std::int64_t R = logp.shape[0], N = logp.shape[1];
   if (R == 0 || N == 0) return ok();
-  advantage_weight_kernel<<<grid_for(R, 1), scan_block, 0, stream>>>(logp.as<const float>(), ref.as<const float>(),
+  GCPO_LAUNCH(grid_for(R, 1), scan_block, 0, stream, advantage_weight_kernel)(logp.as<const float>(), ref.as<const float>(),
                                                                        weight.as<float>(), R, N, clip);
   return check_launch("advantage_weight_kernel");
 }
