@@ -22,7 +22,6 @@ status generation_step(const_tensor_view cond_logits, const_tensor_view uncond_l
                        cudaStream_t stream) noexcept {
   GCPO_TRY(detail::validate_generation_step(cond_logits, uncond_logits, tokens, logprob, entropy, options,
                                             memory_space::device));
-  const std::int64_t R = cond_logits.shape[0], V = cond_logits.shape[1];
   GCPO_TRY(detail::check_generation_step_workspace(cond_logits, uncond_logits, tokens, logprob, entropy, ws,
                                                    memory_space::device));
   status result = status::error(status_code::unsupported_dtype, "generation_step: unsupported dtype");

@@ -442,11 +442,19 @@ TEST_CASE("hostile: malformed views are rejected by name, for every argument of 
         v.rank = gcpo::malformed_rank;
         check_error(call_with(t, c, i, v), status_code::invalid_argument, "`" + name + "` is malformed");
       }
-      {  // an address range that wraps around the end of the address space
+      {  // an address range that wraps around the end of the address space (aligned last element)
         gcpo::tensor_view v = good;
-        v.data = reinterpret_cast<void*>(std::numeric_limits<std::uintptr_t>::max() - 1);
+        v.data = reinterpret_cast<void*>(std::numeric_limits<std::uintptr_t>::max() -
+                                         static_cast<std::uintptr_t>(gcpo::dtype_size(v.type)) + 1);
         check_error(call_with(t, c, i, v), status_code::invalid_argument,
                     "`" + name + "` (data ");
+      }
+      if (gcpo::dtype_size(good.type) > 1) {  // data not aligned to the element size
+        gcpo::tensor_view v = good;
+        v.data = static_cast<unsigned char*>(v.data) + 1;
+        const gcpo::status s = call_with(t, c, i, v);
+        check_error(s, status_code::invalid_argument, "`" + name + ".data` (");
+        CHECK_THAT(std::string(s.message()), Catch::Matchers::Contains("is not aligned to its element size"));
       }
       const int d = wide_dim(good);
       if (d >= 0) {

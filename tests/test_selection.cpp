@@ -664,7 +664,7 @@ TEST_CASE("select_critical_tokens: preconditions and workspace", "[selection]") 
     bad.window_start_frac = 0.5;
     bad.window_frac = 0.6;
     GCPO_CHECK_ERROR(gcpo::host::select_critical_tokens(in, out, bad, ws), sc::invalid_argument,
-                     "the gradient window [floor(N * options.window_start_frac), + floor(N * options.window_frac)) = [8, 17) "
+                     "the gradient window [floor(N * `options.window_start_frac`), + floor(N * `options.window_frac`)) = [8, 17) "
                      "must lie within N (16)");
     bad = o;
     bad.similarity_frac = -0.1;

@@ -79,8 +79,8 @@ inline status resolve_selection(std::int64_t N, const selection_options& opt, gr
   counts.window = count_of(N, opt.window_frac);
   if (counts.window > N - counts.window_start)
     return status::error(status_code::invalid_argument,
-                         "the gradient window [floor(N * options.window_start_frac), + floor(N * options.window_frac)) = "
-                         "[%lld, %lld) must lie within N (%lld)",
+                         "the gradient window [floor(N * `options.window_start_frac`), + floor(N * `options.window_frac`)) "
+                         "= [%lld, %lld) must lie within N (%lld)",
                          static_cast<long long>(counts.window_start),
                          static_cast<long long>(counts.window_start + counts.window), static_cast<long long>(N));
   const std::int64_t kg = count_of(N, opt.gradient_frac);

@@ -42,7 +42,7 @@ bool element_offsets(const basic_tensor_view<P>& v, std::int64_t& lo, std::int64
 
 /// A present, well-formed view: rank 1..4, a known dtype and memory space, no negative extent,
 /// a number of elements and a byte span that fit in int64 and an address range that does not
-/// wrap around, and data unless it has no elements. Every operator calls this (through
+/// wrap around, and data, aligned to the element size, unless it has no elements. Every operator calls this (through
 /// check_rank) on every view it is given, so no later product of extents can overflow.
 template <class P>
 status check_present(const basic_tensor_view<P>& v, const char* name) noexcept {
@@ -72,6 +72,9 @@ status check_present(const basic_tensor_view<P>& v, const char* name) noexcept {
   if (v.data == nullptr)
     return status::error(status_code::invalid_argument, "`%s.data` is null but the view has %lld elements", name,
                          static_cast<long long>(n));
+  if (reinterpret_cast<std::uintptr_t>(v.data) % static_cast<std::uintptr_t>(dtype_size(v.type)) != 0)
+    return status::error(status_code::invalid_argument, "`%s.data` (%p) is not aligned to its element size (%d bytes)",
+                         name, static_cast<const void*>(v.data), dtype_size(v.type));
   std::int64_t lo = 0, hi = 0, minus_lo = 0, span = 0, bytes = 0;
   if (!element_offsets(v, lo, hi) || !checked_mul(lo, -1, minus_lo) || !checked_add(hi, minus_lo, span) ||
       !checked_add(span, 1, span) || !checked_mul(span, dtype_size(v.type), bytes)) {

@@ -74,8 +74,11 @@ inline void group_similarity_unchecked(const_tensor_view embeddings, tensor_view
     using T = decltype(tag);
     const T* base = embeddings.as<const T>();
     const std::int64_t s0 = embeddings.strides[0], s1 = embeddings.strides[1];
-    group_similarity_driver<T>(R, N, D, options, similarity.as<float>(),
-                               [&](std::int64_t r, std::int64_t t) { return base + r * s0 + t * s1; });
+    if (D == 0)  // no element is read; the data pointer may be null (no offsets from it)
+      group_similarity_driver<T>(R, N, D, options, similarity.as<float>(), [&](std::int64_t, std::int64_t) { return base; });
+    else
+      group_similarity_driver<T>(R, N, D, options, similarity.as<float>(),
+                                 [&](std::int64_t r, std::int64_t t) { return base + r * s0 + t * s1; });
   });
 }
 
@@ -100,9 +103,13 @@ inline status group_similarity_from_tokens_unchecked(const_tensor_view tokens, c
       using T = decltype(tag);
       const T* base = table.as<const T>();
       const std::int64_t s0 = table.strides[0];
-      group_similarity_driver<T>(
-          R, N, D, options, similarity.as<float>(),
-          [&](std::int64_t r, std::int64_t t) { return base + static_cast<std::int64_t>(tok[r * N + t]) * s0; });
+      if (D == 0)  // no element is read; the data pointer may be null (no offsets from it)
+        group_similarity_driver<T>(R, N, D, options, similarity.as<float>(),
+                                   [&](std::int64_t, std::int64_t) { return base; });
+      else
+        group_similarity_driver<T>(
+            R, N, D, options, similarity.as<float>(),
+            [&](std::int64_t r, std::int64_t t) { return base + static_cast<std::int64_t>(tok[r * N + t]) * s0; });
     });
   });
   return result;
