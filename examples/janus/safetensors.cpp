@@ -95,7 +95,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   f.commit();
 }
 
-SafeTensors load_safetensors(const std::string& path) {
+SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want) {
   if (!little_endian()) throw std::runtime_error("safetensors: only little-endian hosts are supported");
   struct stat sb;
   if (::stat(path.c_str(), &sb) != 0) throw std::runtime_error("safetensors: cannot open " + path + ": " + std::strerror(errno));
@@ -190,6 +190,7 @@ SafeTensors load_safetensors(const std::string& path) {
     if (entries[i].begin < entries[i - 1].end && entries[i].end > entries[i].begin)
       throw fail("tensors '" + entries[i - 1].name + "' and '" + entries[i].name + "' overlap");
   for (const auto& e : entries) {
+    if (want && !want(e.name)) continue;  // never read
     at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.type));
     const std::uint64_t bytes = e.end - e.begin;
     if (bytes > 0) {

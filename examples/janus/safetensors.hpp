@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -39,7 +40,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 /// shapes of non-negative integers whose byte size (computed overflow-checked) fits in the
 /// file, offsets inside the data section equal to numel * element size, no overlaps. Throws
 /// std::runtime_error naming the file, the tensor and the problem. (Whether a dtype, a shape or
-/// the values suit their use is the caller's check: see load_parameters.)
-SafeTensors load_safetensors(const std::string& path);
+/// the values suit their use is the caller's check: see load_parameters.) With `want`, only the
+/// tensors it accepts are read (the header is still checked whole); the others never leave the disk.
+SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want = {});
 
 }  // namespace janus

@@ -391,25 +391,57 @@ class PickleReader {
   std::vector<ValuePtr> stack_, memo_;
 };
 
-std::vector<TorchBinEntry> list_entries(const std::string& path, caffe2::serialize::PyTorchStreamReader& reader) {
-  if (!reader.hasRecord("data.pkl")) fail(path, "has no data.pkl record (not a torch.save state dict)");
-  at::DataPtr pkl;
-  std::size_t pkl_size = 0;
+/// An archive and the CRC-32 of each of its records.
+struct Archive {
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  std::map<std::string, std::uint32_t> crcs;
+};
+
+Archive open_checked(const std::string& path) {
+  Archive a;
+  a.reader = open_archive(path);
+  a.crcs = zip_crcs(path);
+  return a;
+}
+
+/// The bytes of `record`, checked against the zip directory's CRC-32; `what` names it in errors.
+std::pair<at::DataPtr, std::size_t> read_record(const std::string& path, Archive& a, const std::string& record,
+                                                const std::string& what) {
+  if (!a.reader->hasRecord(record)) fail(path, what + ": record " + record + " is missing");
+  at::DataPtr data;
+  std::size_t n = 0;
   try {
-    std::tie(pkl, pkl_size) = reader.getRecord("data.pkl");
-  } catch (const std::exception& e) {
-    fail(path, std::string("data.pkl cannot be read: ") + e.what());
+    std::tie(data, n) = a.reader->getRecord(record);
+  } catch (const std::exception& ex) {
+    std::string msg = ex.what();
+    const std::size_t nl = msg.find('\n');
+    if (nl != std::string::npos) msg.resize(nl);
+    fail(path, what + ": record " + record + " cannot be read (truncated or corrupted?): " + msg);
   }
-  if (reader.hasRecord("byteorder")) {
-    at::DataPtr bo;
-    std::size_t n = 0;
-    std::tie(bo, n) = reader.getRecord("byteorder");
-    if (std::string(static_cast<const char*>(bo.get()), n) != "little")
+  const auto crc = a.crcs.find(record);
+  if (crc == a.crcs.end()) fail(path, what + ": record " + record + " is not in the zip directory");
+  std::uint64_t sum = crc32(0L, Z_NULL, 0);
+  for (std::size_t done = 0; done < n;) {  // zlib takes at most 4 GB a call
+    const std::size_t k = std::min<std::size_t>(n - done, std::size_t{1} << 30);
+    sum = crc32(sum, static_cast<const Bytef*>(data.get()) + done, static_cast<uInt>(k));
+    done += k;
+  }
+  if (sum != crc->second) fail(path, what + ": record " + record + " is corrupted (CRC-32 differs from the zip directory's)");
+  return {std::move(data), n};
+}
+
+std::vector<TorchBinEntry> list_entries(const std::string& path, Archive& a) {
+  if (!a.reader->hasRecord("data.pkl")) fail(path, "has no data.pkl record (not a torch.save state dict)");
+  const auto pkl = read_record(path, a, "data.pkl", "the state dict's pickle");
+  const std::size_t pkl_size = pkl.second;
+  if (a.reader->hasRecord("byteorder")) {
+    const auto bo = read_record(path, a, "byteorder", "the byte order");
+    if (std::string(static_cast<const char*>(bo.first.get()), bo.second) != "little")
       fail(path, "was written on a big-endian machine (byteorder record), which is not supported");
   }
   ValuePtr top;
   try {
-    top = PickleReader(static_cast<const unsigned char*>(pkl.get()), pkl_size).run();
+    top = PickleReader(static_cast<const unsigned char*>(pkl.first.get()), pkl_size).run();
   } catch (const std::exception& e) {
     fail(path, std::string("is not a plain state dict: ") + e.what());
   }
@@ -455,15 +487,14 @@ std::vector<TorchBinEntry> list_entries(const std::string& path, caffe2::seriali
 }  // namespace
 
 std::vector<TorchBinEntry> list_torch_bin(const std::string& path) {
-  auto reader = open_archive(path);
-  return list_entries(path, *reader);
+  Archive a = open_checked(path);
+  return list_entries(path, a);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> load_torch_bin(const std::string& path,
                                                                const std::function<bool(const std::string&)>& want) {
-  auto reader = open_archive(path);
-  const std::vector<TorchBinEntry> entries = list_entries(path, *reader);
-  const std::map<std::string, std::uint32_t> crcs = zip_crcs(path);
+  Archive a = open_checked(path);
+  const std::vector<TorchBinEntry> entries = list_entries(path, a);
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const TorchBinEntry& e : entries) {
     if (want && !want(e.name)) continue;
@@ -473,27 +504,9 @@ std::vector<std::pair<std::string, at::Tensor>> load_torch_bin(const std::string
       continue;
     }
     const std::string record = "data/" + e.storage_key;
-    if (!reader->hasRecord(record)) fail(path, "`" + e.name + "`: its storage record " + record + " is missing");
-    at::DataPtr data;
-    std::size_t n = 0;
-    try {
-      std::tie(data, n) = reader->getRecord(record);
-    } catch (const std::exception& ex) {
-      std::string what = ex.what();
-      const std::size_t nl = what.find('\n');
-      if (nl != std::string::npos) what.resize(nl);
-      fail(path, "`" + e.name + "`: its storage record " + record + " cannot be read (truncated or corrupted?): " + what);
-    }
-    const auto crc = crcs.find(record);
-    if (crc == crcs.end()) fail(path, "`" + e.name + "`: its storage record " + record + " is not in the zip directory");
-    std::uint64_t sum = crc32(0L, Z_NULL, 0);
-    for (std::size_t done = 0; done < n;) {  // zlib takes at most 4 GB a call
-      const std::size_t k = std::min<std::size_t>(n - done, std::size_t{1} << 30);
-      sum = crc32(sum, static_cast<const Bytef*>(data.get()) + done, static_cast<uInt>(k));
-      done += k;
-    }
-    if (sum != crc->second)
-      fail(path, "`" + e.name + "`: its storage record " + record + " is corrupted (CRC-32 differs from the zip directory's)");
+    auto rec = read_record(path, a, record, "`" + e.name + "`");
+    at::DataPtr data = std::move(rec.first);
+    const std::size_t n = rec.second;
     if (static_cast<std::int64_t>(n) < e.storage_bytes)
       fail(path, "`" + e.name + "`: its storage record " + record + " holds " + std::to_string(n) +
                      " bytes, the pickle says " + std::to_string(e.storage_bytes));

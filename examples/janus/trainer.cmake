@@ -21,7 +21,8 @@ if(GCPO_BUILD_TRAINER)
 
   # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
   # the binary and the tests (few translation units: each libtorch one compiles slowly).
-  add_library(janus_trainer_lib STATIC model.cpp ops.cpp safetensors.cpp torch_bin.cpp train.cpp vq_decoder.cpp)
+  add_library(janus_trainer_lib STATIC model.cpp model_dir.cpp ops.cpp safetensors.cpp torch_bin.cpp train.cpp
+                                     vq_decoder.cpp)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
@@ -50,6 +51,15 @@ if(GCPO_BUILD_TRAINER)
     target_compile_definitions(test_janus_trainer PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     # Listing the cases runs the binary right after the build: it must start without a GPU.
     catch_discover_tests(test_janus_trainer TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 600)
+    # The command line's run safety (issue 8): runs the janus_trainer binary as a child process
+    # on bad flags, corrupted checkpoints, resume, locking, signals and simulated crashes. Plain
+    # C++ (no libtorch): safetensors files are edited as bytes.
+    add_executable(test_janus_cli tests/test_cli.cpp)
+    target_link_libraries(test_janus_cli PRIVATE gcpo_catch_main gcpo_project_flags nlohmann_json::nlohmann_json)
+    target_compile_definitions(test_janus_cli PRIVATE JANUS_TRAINER_BIN="$<TARGET_FILE:janus_trainer>"
+                                                      JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
+    add_dependencies(test_janus_cli janus_trainer)
+    catch_discover_tests(test_janus_cli TEST_PREFIX "trainer: " PROPERTIES TIMEOUT 300)
     # Janus-Pro's VQ-16 decoder against a float64 reference written from the spec (fixtures/)
     add_executable(test_janus_vq tests/test_vq_decoder.cpp)
     target_link_libraries(test_janus_vq PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
@@ -62,5 +72,11 @@ if(GCPO_BUILD_TRAINER)
     target_precompile_headers(test_janus_torch_bin REUSE_FROM janus_trainer_lib)
     target_compile_definitions(test_janus_torch_bin PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     catch_discover_tests(test_janus_torch_bin TEST_PREFIX "trainer: ")
+    # a Janus-Pro model directory: config.json and the four weight layouts (tests/data/janus_tiny)
+    add_executable(test_janus_model_dir tests/test_model_dir.cpp)
+    target_link_libraries(test_janus_model_dir PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    target_precompile_headers(test_janus_model_dir REUSE_FROM janus_trainer_lib)
+    target_compile_definitions(test_janus_model_dir PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
+    catch_discover_tests(test_janus_model_dir TEST_PREFIX "trainer: ")
   endif()
 endif()
