@@ -14,9 +14,11 @@ struct grid_case {
   std::int64_t H, W;
 };
 
+// Simulated: without 64 x 80 (N = 4097 of 17 x 241 still takes the global-memory path).
 const std::vector<grid_case>& grids() {
-  static const std::vector<grid_case> g{{1, 1},  {1, 7},   {7, 1},   {2, 2},   {4, 4},    {5, 7},   {8, 8},
-                                        {13, 17}, {24, 24}, {32, 32}, {17, 241}, {64, 80}, {3, 1031}};
+  static const std::vector<grid_case> g = gpu_or_sim<std::vector<grid_case>>(
+      {{1, 1}, {1, 7}, {7, 1}, {2, 2}, {4, 4}, {5, 7}, {8, 8}, {13, 17}, {24, 24}, {32, 32}, {17, 241}, {64, 80}, {3, 1031}},
+      {{1, 1}, {1, 7}, {7, 1}, {2, 2}, {4, 4}, {5, 7}, {8, 8}, {13, 17}, {24, 24}, {32, 32}, {17, 241}, {3, 1031}});
   return g;
 }
 
@@ -192,6 +194,7 @@ TEST_CASE("cuda select_critical_tokens (given similarity): bitwise the host's", 
     for (const gcpo::selection_options& opt : option_sets(gc)) {
       for (values kind : {values::continuous, values::ties, values::special}) {
         for (const std::int64_t R : {1, 3}) {
+          if (simulated && R == 3 && gc.H * gc.W > 1024 && kind != values::special) continue;
           ++seed;
           check_given_similarity(gc, opt, kind, R, seed % 4 != 0, seed);  // sometimes only the required outputs
         }

@@ -12,8 +12,11 @@ struct case_t {
 };
 
 const std::vector<case_t>& cases() {
-  static const std::vector<case_t> c{{1, 2, 1, 1},  {1, 2, 5, 3},   {2, 3, 7, 8},    {1, 4, 9, 31},   {3, 4, 11, 64},
-                                     {2, 16, 5, 100}, {1, 8, 3, 257}, {2, 4, 6, 2048}, {1, 16, 4, 1031}, {1, 2, 37, 16}};
+  static const std::vector<case_t> c = gpu_or_sim<std::vector<case_t>>(
+      {{1, 2, 1, 1},    {1, 2, 5, 3},   {2, 3, 7, 8},    {1, 4, 9, 31},    {3, 4, 11, 64},
+       {2, 16, 5, 100}, {1, 8, 3, 257}, {2, 4, 6, 2048}, {1, 16, 4, 1031}, {1, 2, 37, 16}},
+      {{1, 2, 1, 1},    {1, 2, 5, 3},   {2, 3, 7, 8},    {1, 4, 9, 31},    {2, 4, 5, 64},
+       {1, 16, 3, 100}, {1, 8, 3, 257}, {1, 4, 2, 2048}, {1, 16, 2, 1031}, {1, 2, 37, 16}});
   return c;
 }
 
@@ -126,7 +129,7 @@ TEST_CASE("cuda group_similarity_from_tokens: random groups, dtypes, index types
   }
 }
 
-TEST_CASE("cuda group_similarity: NaN propagates; out-of-range tokens give NaN", "[cuda][similarity]") {
+TEST_CASE("cuda group_similarity: NaN propagates, and out-of-range tokens give NaN", "[cuda][similarity]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   const std::int64_t G = 4, N = 3, D = 16, V = 10;
   std::vector<float> emb(G * N * D, 1.0f);

@@ -14,10 +14,16 @@ struct shape3 {
 
 // Sizes either side of a warp (32), of a 16-byte vector, of the block (256 threads x 4 vectors),
 // primes, the block-per-row path (R*N < 4096, V >= 1024) and the warp-per-row path with long rows.
+// Simulated, the same paths with fewer elements (the warp-per-row path with long rows still has
+// 4097 rows of 1030 logits).
 const std::vector<shape3>& shapes() {
-  static const std::vector<shape3> s{{1, 1, 1},    {2, 3, 7},     {3, 5, 31},     {2, 4, 32},    {2, 3, 33},
-                                     {1, 7, 127},  {2, 2, 255},   {1, 3, 257},    {2, 5, 1000},  {1, 2, 1031},
-                                     {3, 3, 4099}, {1, 1, 16384}, {2, 1, 65537},  {5, 821, 1024}, {1, 4099, 37}};
+  static const std::vector<shape3> s = gpu_or_sim<std::vector<shape3>>(
+      {{1, 1, 1},    {2, 3, 7},     {3, 5, 31},    {2, 4, 32},     {2, 3, 33},
+       {1, 7, 127},  {2, 2, 255},   {1, 3, 257},   {2, 5, 1000},   {1, 2, 1031},
+       {3, 3, 4099}, {1, 1, 16384}, {2, 1, 65537}, {5, 821, 1024}, {1, 4099, 37}},
+      {{1, 1, 1},    {2, 3, 7},     {3, 5, 31},    {2, 4, 32},     {2, 3, 33},
+       {1, 7, 127},  {2, 2, 255},   {1, 3, 257},   {2, 5, 1000},   {1, 2, 1031},
+       {1, 3, 4099}, {1, 1, 16384}, {1, 1, 65537}, {1, 4097, 1030}, {1, 4099, 37}});
   return s;
 }
 

@@ -373,7 +373,8 @@ class block {
 
   block(const detail::launch_desc& d, uint3 bidx, int nthreads, bool serial, unsigned char* dyn, std::size_t dyn_bytes)
       : d_(d), bidx_(bidx), n_(nthreads), live_(nthreads), serial_(serial), slots_(static_cast<std::size_t>(nthreads)),
-        dyn_(dyn), dyn_bytes_(dyn_bytes) {}
+        dyn_(dyn), dyn_bytes_(dyn_bytes), arrived_(static_cast<std::size_t>((nthreads + 31) / 32), 0u),
+        exited_(static_cast<std::size_t>((nthreads + 31) / 32), 0u) {}
 
   bool failed() const { return failed_; }
   /// Serial: the thread to resume next (-1: none left).
@@ -458,7 +459,8 @@ class block {
         bar_op_ = op;
         bar_first_ = t;
         bar_acc_ = op == detail::bar_op::sync_and ? 1 : 0;
-      } else if (s.line != bar_site_.line || std::strcmp(s.file, bar_site_.file) != 0 || op != bar_op_) {
+      } else if (s.line != bar_site_.line || op != bar_op_ ||
+                 (s.file != bar_site_.file && std::strcmp(s.file, bar_site_.file) != 0)) {
         fail_locked(report_kind::divergent_barrier,
                     who(t) + " is at " + bar_name(op) + " (" + site_str(s) + ") while thread " + thread_str(bar_first_) +
                         " waits at " + bar_name(bar_op_) + " (" + site_str(bar_site_) + ")");
@@ -496,18 +498,21 @@ class block {
       ignore_sync ig;
       guard lk(*this);
       check_aborted(lk);
-      std::ostringstream at;
-      at << op_name(op) << " (" << site_str(s) << ") with mask 0x" << std::hex << mask;
+      auto call = [&] {
+        std::ostringstream os;
+        os << op_name(op) << " (" << site_str(s) << ") with mask 0x" << std::hex << mask;
+        return os.str();
+      };
       if (!((mask >> lane) & 1u)) {
-        fail_locked(report_kind::warp_mask, who(t) + " calls " + at.str() + ", which does not include its own lane");
+        fail_locked(report_kind::warp_mask, who(t) + " calls " + call() + ", which does not include its own lane");
         check_aborted(lk);
       }
       if (mask & ~exists) {
-        fail_locked(report_kind::warp_mask, who(t) + " calls " + at.str() + ", which names lanes the block does not have");
+        fail_locked(report_kind::warp_mask, who(t) + " calls " + call() + ", which names lanes the block does not have");
         check_aborted(lk);
       }
       if (op <= detail::warp_op::shfl_xor && (width < 1 || width > 32 || (width & (width - 1)) != 0)) {
-        fail_locked(report_kind::warp_mask, who(t) + " calls " + at.str() + " with width " + std::to_string(width) +
+        fail_locked(report_kind::warp_mask, who(t) + " calls " + call() + " with width " + std::to_string(width) +
                                                 ", not a power of two in [1, 32]");
         check_aborted(lk);
       }
@@ -522,29 +527,28 @@ class block {
       me.at_barrier = false;
       me.waiting = true;
       ++waiting_;
-      // Lanes already waiting whose masks name this lane must wait at the same primitive.
-      for (int j = 0; j < lanes; ++j) {
+      // Lanes of the mask already waiting must wait at the same primitive with the same mask
+      // (compared with one of them: each was compared with an earlier one when it arrived).
+      const unsigned waiting_in_mask = arrived_[static_cast<std::size_t>(t / 32)] & mask;
+      if (waiting_in_mask) {
+        const int j = __builtin_ctz(waiting_in_mask);
         const thread_slot& o = slots_[static_cast<std::size_t>(base + j)];
-        if (j == lane || !o.warp_arrived) continue;
-        const bool related = ((o.mask >> lane) & 1u) || ((mask >> j) & 1u);
-        if (related && !same_call(o, me)) {
+        if (!same_call(o, me)) {
           std::ostringstream os;
-          os << who(t) << " calls " << at.str() << " while lane " << j << " waits at " << op_name(o.op) << " ("
+          os << who(t) << " calls " << call() << " while lane " << j << " waits at " << op_name(o.op) << " ("
              << site_str(o.where) << ") with mask 0x" << std::hex << o.mask;
           fail_locked(report_kind::warp_divergence, os.str());
           check_aborted(lk);
         }
       }
       // Named lanes that exited can never arrive.
-      for (int j = 0; j < lanes; ++j)
-        if (((mask >> j) & 1u) && slots_[static_cast<std::size_t>(base + j)].exited) {
-          fail_locked(report_kind::warp_exited_lane,
-                      who(t) + " calls " + at.str() + ", which names lane " + std::to_string(j) + ", which has exited");
-          check_aborted(lk);
-        }
-      bool all = true;
-      for (int j = 0; j < lanes && all; ++j)
-        if (((mask >> j) & 1u) && !slots_[static_cast<std::size_t>(base + j)].warp_arrived) all = false;
+      if (const unsigned gone = exited_[static_cast<std::size_t>(t / 32)] & mask) {
+        fail_locked(report_kind::warp_exited_lane, who(t) + " calls " + call() + ", which names lane " +
+                                                       std::to_string(__builtin_ctz(gone)) + ", which has exited");
+        check_aborted(lk);
+      }
+      arrived_[static_cast<std::size_t>(t / 32)] |= 1u << lane;
+      const bool all = (mask & ~arrived_[static_cast<std::size_t>(t / 32)]) == 0;
       if (all) complete_warp_locked(t, base, lanes);
       else block_locked(lk, t);
       check_aborted(lk);
@@ -564,7 +568,7 @@ class block {
  private:
   static bool same_call(const thread_slot& a, const thread_slot& b) {
     return a.op == b.op && a.mask == b.mask && a.width == b.width && a.where.line == b.where.line &&
-           std::strcmp(a.where.file, b.where.file) == 0;
+           (a.where.file == b.where.file || std::strcmp(a.where.file, b.where.file) == 0);
   }
 
   void fail_locked(report_kind k, const std::string& text) {
@@ -635,7 +639,7 @@ class block {
     std::uint64_t ballot = 0;
     for (int j = 0; j < lanes; ++j)
       if ((mask >> j) & 1u) ballot |= (slots_[static_cast<std::size_t>(base + j)].bits != 0 ? 1ull : 0ull) << j;
-    std::vector<std::uint64_t> res(static_cast<std::size_t>(lanes));
+    std::uint64_t res[32] = {};
     for (int j = 0; j < lanes; ++j) {
       if (!((mask >> j) & 1u)) continue;
       const thread_slot& o = slots_[static_cast<std::size_t>(base + j)];
@@ -653,10 +657,10 @@ class block {
         default: break;
       }
       switch (o.op) {
-        case detail::warp_op::ballot: res[static_cast<std::size_t>(j)] = ballot; break;
-        case detail::warp_op::any: res[static_cast<std::size_t>(j)] = ballot != 0; break;
-        case detail::warp_op::all: res[static_cast<std::size_t>(j)] = ballot == mask; break;
-        case detail::warp_op::syncwarp: res[static_cast<std::size_t>(j)] = 0; break;
+        case detail::warp_op::ballot: res[j] = ballot; break;
+        case detail::warp_op::any: res[j] = ballot != 0; break;
+        case detail::warp_op::all: res[j] = ballot == mask; break;
+        case detail::warp_op::syncwarp: res[j] = 0; break;
         default:
           if (src < 0 || src >= lanes || !((mask >> src) & 1u)) {
             std::ostringstream os;
@@ -665,14 +669,15 @@ class block {
             fail_locked(report_kind::shuffle_inactive, os.str());
             return;
           }
-          res[static_cast<std::size_t>(j)] = slots_[static_cast<std::size_t>(base + src)].bits;
+          res[j] = slots_[static_cast<std::size_t>(base + src)].bits;
       }
     }
     for (int j = 0; j < lanes; ++j) {
       if (!((mask >> j) & 1u)) continue;
       thread_slot& o = slots_[static_cast<std::size_t>(base + j)];
-      o.result = res[static_cast<std::size_t>(j)];
+      o.result = res[j];
       o.warp_arrived = false;
+      arrived_[static_cast<std::size_t>(base / 32)] &= ~(1u << j);
       release_locked(base + j);
     }
   }
@@ -680,6 +685,7 @@ class block {
   void exit_locked(int t) {
     thread_slot& me = slots_[static_cast<std::size_t>(t)];
     me.exited = true;
+    exited_[static_cast<std::size_t>(t / 32)] |= 1u << (t & 31);
     --live_;
     if (aborted_) {
       if (serial_) pass_turn_locked(t);
@@ -752,6 +758,8 @@ class block {
   std::vector<thread_slot> slots_;
   unsigned char* dyn_;
   std::size_t dyn_bytes_;
+  std::vector<unsigned> arrived_;  // per warp: lanes waiting in a warp primitive
+  std::vector<unsigned> exited_;   // per warp: lanes that exited
   // barrier
   int bar_arrivals_ = 0;
   site bar_site_{nullptr, 0};
@@ -976,17 +984,17 @@ cudaError_t run_launch(const detail::launch_desc& launched, const std::function<
           b.run_thread(t, body);
           t_block = nullptr;
         });
-        std::ostringstream where;
-        where << "block (" << bx << "," << by << "," << bz << ") ";
+        const std::string where =
+            "block (" + std::to_string(bx) + "," + std::to_string(by) + "," + std::to_string(bz) + ") ";
         std::size_t f = 0, l = 0;
         if (guard_damage(dyn + d.smem, guard_bytes, f, l)) {
           std::ostringstream os;
-          os << where.str() << "wrote bytes " << f << ".." << l << " past the end of its " << d.smem
+          os << where << "wrote bytes " << f << ".." << l << " past the end of its " << d.smem
              << " bytes of dynamic shared memory";
           add_report(report_kind::out_of_bounds, d.kernel, os.str());
           ok = false;
         }
-        if (!check_guards(d.kernel, where.str())) ok = false;
+        if (!check_guards(d.kernel, where)) ok = false;
         if (b.failed()) ok = false;
       }
   if (!ok) {

@@ -84,8 +84,10 @@ TEST_CASE("sim harness: an off-by-one tail is caught by the guard zone", "[sim][
   GCPO_OK(gcpo::cuda::initial_mask(gcpo::make_device_view(d_mask.get(), {R, N}), opt, s));
   CHECK(gcpo_sim::reports().empty());
 
+  const int races_before = gcpo_sim::race_reports();
   const gcpo::status st =
       gcpo_sim_broken::initial_mask_off_by_one(gcpo::make_device_view(d_mask.get(), {R, N}), 10, s);
+  CHECK(gcpo_sim::race_reports() == races_before);  // (ThreadSanitizer build) no race
   INFO(st.message());
   CHECK(!st.ok());
   CHECK(st.code() == gcpo::status_code::cuda_error);
@@ -108,10 +110,12 @@ TEST_CASE("sim harness: a wrong shuffle mask is caught", "[sim][broken]") {
   CHECK(d_count.download()[0] == 1);
   CHECK(gcpo_sim::reports().empty());
 
+  const int races_before = gcpo_sim::race_reports();
   const gcpo::status st = gcpo_sim_broken::count_nonfinite_wrong_mask(gcpo::make_device_view(d_x.get(), {1000}),
                                                                       gcpo::make_device_view(d_count.get(), {1}), s);
   INFO(st.message());
   CHECK(!st.ok());
+  CHECK(gcpo_sim::race_reports() == races_before);  // (ThreadSanitizer build) no race
   // Whichever lane meets the simulator first: a lane of 0..15 whose xor partner (16..31) is not
   // in the mask, or a lane of 16..31 calling with a mask that leaves itself out.
   std::vector<gcpo_sim::report> r = reports_of(gcpo_sim::report_kind::shuffle_inactive, "count_nonfinite_kernel_wrong_mask");
