@@ -615,13 +615,17 @@ class generator {
     v.type = corrupt(0.04) ? static_cast<dtype>(uniform(0, 5)) : pick(a.types);
     // strides: in a clean draw row-major, or (where the operator allows strides) dense in
     // another order with the last dimension innermost
-    int kind = static_cast<int>(uniform(0, 9));
-    if (clean_) kind = (a.lay != layout::contiguous && chance(0.4)) ? 6 : 0;
-    if (kind < 6) {  // row-major
+    int kind = static_cast<int>(uniform(0, 10));
+    if (clean_) kind = a.lay == layout::contiguous ? 0 : pick<int>({0, 0, 0, 6, 6, 10});
+    if (kind < 6 || kind == 10) {  // row-major
       std::int64_t st = 1;
       for (int d = v.rank - 1; d >= 0; --d) {
         v.strides[d] = st;
         st *= std::max<std::int64_t>(v.shape[d], 0);
+      }
+      if (kind == 10 && v.rank >= 2) {  // squeezed: an outer stride below the row-major one (elements collide)
+        const int d = static_cast<int>(uniform(0, v.rank - 2));
+        if (v.strides[d] > 1) v.strides[d] = uniform(1, v.strides[d] - 1);
       }
     } else if (kind < 8) {  // dense in a random dimension order with gaps, last dim sometimes contiguous
       std::vector<int> order(static_cast<std::size_t>(v.rank));

@@ -12,6 +12,7 @@
 // write inside the arena (or be reported by AddressSanitizer) rather than anywhere else.
 #include <catch2/catch.hpp>
 
+#include <gcpo/dlpack.hpp>
 #include <gcpo/gcpo.hpp>
 
 #include <cstdint>
@@ -719,6 +720,22 @@ TEST_CASE("hostile: the cases of issue 8, one by one", "[hostile]") {
     in.embeddings = gcpo::make_view(table.data(), {r, n, 3}, memory_space::device);
     check_error(gcpo::host::select_critical_tokens(in, out, {}, ws.get()), status_code::wrong_memory_space,
                 "`inputs.embeddings` is a device view");
+  }
+  SECTION("a DLPack tensor whose shape overflows gives a view every operator refuses (no wrapped strides)") {
+    std::int64_t shape[3] = {two32, two32, 4};
+    DLTensor t{};
+    t.data = nullptr;
+    t.byte_offset = 64;  // an offset on a null pointer: not pointer arithmetic
+    t.device = {kDLCPU, 0};
+    t.ndim = 3;
+    t.dtype = {kDLFloat, 32, 1};
+    t.shape = shape;
+    gcpo::const_tensor_view v;
+    GCPO_REQUIRE_OK(gcpo::from_dlpack(t, v, "x"));
+    CHECK(v.numel() == -1);
+    std::vector<std::int64_t> cnt(1);
+    check_error(gcpo::host::count_nonfinite(v, view(cnt, {1})), status_code::invalid_argument,
+                "`x.shape` (4294967296 x 4294967296 x 4) has more elements than fit in int64");
   }
   SECTION("in-place exceptions read without nested back-quotes") {
     std::vector<float> rw(4, 1.0f);

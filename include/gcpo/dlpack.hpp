@@ -46,15 +46,17 @@ inline status from_dlpack(const DLTensor& t, tensor_view& out, const char* name 
     return status::error(status_code::invalid_argument, "`%s` has rank %d; gcpo views have rank 1..%d", name, t.ndim,
                          max_rank);
   tensor_view v;
-  v.data = static_cast<char*>(t.data) + t.byte_offset;
+  // Offset as an address (a null data pointer with an offset is no pointer arithmetic here).
+  v.data = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(t.data) + static_cast<std::uintptr_t>(t.byte_offset));
   v.type = type;
   v.space = space;
   v.rank = t.ndim;
   std::int64_t stride = 1;
+  bool fits = true;  // row-major strides stop (0) where their product overflows; the view is then refused
   for (int i = t.ndim - 1; i >= 0; --i) {
     v.shape[i] = t.shape[i];
-    v.strides[i] = t.strides ? t.strides[i] : stride;
-    stride *= t.shape[i];
+    v.strides[i] = t.strides ? t.strides[i] : (fits ? stride : 0);
+    fits = fits && detail::checked_mul(stride, t.shape[i], stride);
   }
   out = v;
   return ok();

@@ -151,7 +151,8 @@ namespace host {
 /// - `cond_logits`, `uncond_logits` `[R, V]` float32 / bfloat16 / float16 (same dtype), rows
 ///   contiguous, may be strided; `uncond_logits` absent: no guidance.
 /// - `tokens` `[R]` int32 / int64 (overwritten); `logprob`, `entropy` `[R]` float32 or absent.
-/// - `ws`: `generation_step_workspace_bytes(R, V)` bytes of host memory.
+/// - `ws`: `generation_step_workspace_bytes(R, V)` bytes of host memory, not overlapping any
+///   input or output (checked).
 /// - NaN keys never win; a row whose kept keys are all NaN or -inf draws its lowest kept
 ///   index. A NaN among a row's kept logits makes its log-prob and entropy NaN (check with
 ///   `count_nonfinite` first where that matters).

@@ -280,7 +280,8 @@ inline status union_mask(const_tensor_view a, const_tensor_view b, const_tensor_
 /// The whole selection of the official trainer in one call: initial tokens, causal local mean,
 /// gradient, windowed top-k, group similarity (when not given), low-similarity tokens excluding
 /// the first two sets, union and per-rollout counts. See `selection_inputs` / `selection_outputs`.
-/// `ws` must hold `select_critical_tokens_workspace_bytes(R, N)` bytes of host memory.
+/// `ws` must hold `select_critical_tokens_workspace_bytes(R, N)` bytes of host memory, which
+/// shall not overlap any input or output (checked).
 /// Deterministic (ties to the lower index). Outputs are overwritten.
 inline status select_critical_tokens(const selection_inputs& inputs, const selection_outputs& outputs,
                                      const selection_options& options, workspace ws) noexcept;

@@ -187,7 +187,10 @@ detail::view_for<T> make_device_view(T* data, std::initializer_list<std::int64_t
 
 /// Caller-provided scratch memory (CUB-style two-phase use: ask `*_workspace_bytes`, allocate,
 /// pass). The same memory may be reused by the next call once the previous one has finished
-/// (on the same stream for CUDA).
+/// (on the same stream for CUDA). The bytes an operator uses (the first `*_workspace_bytes`)
+/// shall not overlap any of its inputs or outputs (checked: `status_code::aliasing`). A
+/// `*_workspace_bytes` query returns SIZE_MAX when the size does not fit in size_t; operators
+/// refuse that with `invalid_argument`.
 struct workspace {
   void* data = nullptr;
   std::size_t bytes = 0;
