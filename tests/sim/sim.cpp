@@ -281,12 +281,17 @@ class pool {
     std::condition_variable cv;
     bool go = false;
   };
+  struct start {
+    pool* p;
+    worker* w;  // (not read through workers_, which the launching thread may grow meanwhile)
+    int t;
+  };
   static void* entry(void* arg) {
-    auto* a = static_cast<std::pair<pool*, int>*>(arg);
-    pool* p = a->first;
-    const int t = a->second;
+    auto* a = static_cast<start*>(arg);
+    pool* p = a->p;
+    worker& w = *a->w;
+    const int t = a->t;
     delete a;
-    worker& w = *p->workers_[static_cast<std::size_t>(t)];
     for (;;) {
       const std::function<void(int)>* job;
       {
@@ -311,7 +316,7 @@ class pool {
       pthread_attr_init(&attr);
       pthread_attr_setstacksize(&attr, 1u << 20);
       pthread_t th;
-      auto* arg = new std::pair<pool*, int>(this, static_cast<int>(workers_.size()) - 1);
+      auto* arg = new start{this, workers_.back().get(), static_cast<int>(workers_.size()) - 1};
       if (pthread_create(&th, &attr, &pool::entry, arg) != 0) {
         std::fprintf(stderr, "gcpo-sim: cannot create a thread\n");
         std::abort();
