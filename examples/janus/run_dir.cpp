@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -252,31 +253,48 @@ std::string clean_stale_temporaries(const std::string& dir) {
 
 // ---- lock ----------------------------------------------------------------------------------------------
 
+namespace {
+
+/// The pid holding a flock() on the file open as `fd`, from /proc/locks (Linux); 0 if unknown.
+long flock_holder(int fd) {
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) return 0;
+  char id[64];
+  std::snprintf(id, sizeof id, "%02x:%02x:%lu", major(sb.st_dev), minor(sb.st_dev), static_cast<unsigned long>(sb.st_ino));
+  std::FILE* f = std::fopen("/proc/locks", "r");
+  if (f == nullptr) return 0;
+  char line[512];
+  long pid = 0;
+  while (pid == 0 && std::fgets(line, sizeof line, f) != nullptr) {
+    // "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF"
+    char kind[16], mode[16], rw[16], dev[64];
+    long p = 0;
+    if (std::sscanf(line, "%*[^:]: %15s %15s %15s %ld %63s", kind, mode, rw, &p, dev) == 5 &&
+        std::strcmp(kind, "FLOCK") == 0 && std::strcmp(dev, id) == 0)
+      pid = p;
+  }
+  std::fclose(f);
+  return pid;
+}
+
+}  // namespace
+
 RunLock::RunLock(const std::string& dir) {
+  // The lock file is created empty and never written: taking the lock changes no file of the
+  // run (the holder's pid is looked up in /proc/locks when the lock is busy).
   const std::string path = (fs::path(dir) / kLockFileName).string();
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw std::runtime_error("cannot open the lock file " + path + ": " + errno_text());
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
-    char buf[32] = {0};
-    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    const long holder = err == EWOULDBLOCK ? flock_holder(fd_) : 0;
     ::close(fd_);
     fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      std::string holder = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK)
       throw std::runtime_error("the run directory " + dir + " is in use by another janus_trainer" +
-                               (holder.empty() ? std::string() : " (pid " + holder + ")") + ": it holds the lock " +
-                               path + "; wait for it to finish or use another --out");
-    }
+                               (holder > 0 ? " (pid " + std::to_string(holder) + ")" : std::string()) +
+                               ": it holds the lock " + path + "; wait for it to finish or use another --out");
     throw std::runtime_error("cannot lock " + path + ": " + std::strerror(err));
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
-    const std::string why = errno_text();
-    ::close(fd_);
-    fd_ = -1;
-    throw std::runtime_error("cannot write the lock file " + path + ": " + why);
   }
 }
 

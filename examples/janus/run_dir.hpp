@@ -83,7 +83,8 @@ void remove_aside(const std::string& aside);
 std::string clean_stale_temporaries(const std::string& dir);
 
 /// The exclusive lock of a run directory: flock() on "<dir>/.lock", held until destruction
-/// (or the process's end, however it ends). The lock file records the holder's pid.
+/// (or the process's end, however it ends). The lock file stays empty (taking the lock changes
+/// no file); a refused lock names the holder's pid (from /proc/locks).
 class RunLock {
  public:
   /// Locks `dir` (which must exist) without waiting; throws std::runtime_error saying which

@@ -256,7 +256,9 @@ Task::Task(const TrainConfig& c) : chat_template(c.chat_template) {
     std::string t;
     while (std::getline(ss, t, ',')) {
       const auto tag = shapes::tag_from_name(t);
-      if (!tag) throw std::invalid_argument("--tags: unknown tag '" + t + "'");
+      if (!tag)
+        throw UsageError("--tags: unknown tag '" + t +
+                         "' (single_object, two_object, counting, colors, position, color_attr)");
       keep[static_cast<int>(*tag)] = true;
     }
     auto filter = [&](std::vector<shapes::Metadata>& v) {
@@ -1173,7 +1175,7 @@ int run_training(TrainConfig config, const RunOptions& o) {
   std::int64_t resume_step = -1;
   fs::path run;
   std::unique_ptr<RunLock> lock;
-  std::vector<std::string> held;
+  std::unique_ptr<Trainer> trainer;
   auto note_cleanup = [](const std::string& report) {
     if (!report.empty()) std::fprintf(stderr, "janus_trainer: cleaned up after an interrupted run:\n%s", report.c_str());
   };
@@ -1211,31 +1213,37 @@ int run_training(TrainConfig config, const RunOptions& o) {
       throw UsageError("--out " + config.out + " exists and is not a directory");
     if (!config.init.empty() && !fs::exists(config.init))
       throw UsageError("--init " + config.init + ": no such file or directory");
+    config.out = run.string();
+    // Read and validate every input (the --init model) before anything is created on disk.
+    trainer = std::make_unique<Trainer>(config);
     fs::create_directories(run);
     lock = std::make_unique<RunLock>(run.string());
-    note_cleanup(clean_stale_temporaries(run.string()));
-    held = run_entries_in(run);
+    const std::vector<std::string> held = run_entries_in(run);
     if (!held.empty() && !o.replace)
       throw UsageError("--out " + config.out + " already holds a run (" + join(held, ", ") +
-                       "): continue it with --resume " + shell_quote(config.out) +
+                       "): continue it with --resume " + shell_quote(run.string()) +
                        ", choose another --out, or pass --replace to move its files aside into a new directory " +
                        config.out + ".replaced-<time> and start afresh");
-    config.out = run.string();
+    if (!held.empty()) {
+      const std::string aside = move_run_aside(run, held);
+      std::fprintf(stderr, "janus_trainer: --replace: the previous run's files (%s) are now in %s\n",
+                   join(held, ", ").c_str(), aside.c_str());
+    }
+    note_cleanup(clean_stale_temporaries(run.string()));
     original_init = config.init;
   }
   const auto t_start = std::chrono::steady_clock::now();
   const std::string resume_command =
       o.program + " " + config.mode + " --resume " + shell_quote(run.string());
 
-  // Build the trainer (reads and validates every input) before changing anything on disk.
-  Trainer tr(config);
-  if (resuming) tr.load_checkpoint(resume_ckpt);
-  tr.mutable_config().init = original_init;
-  if (!held.empty()) {
-    const std::string aside = move_run_aside(run, held);
-    std::fprintf(stderr, "janus_trainer: --replace: the previous run's files (%s) are now in %s\n",
-                 join(held, ", ").c_str(), aside.c_str());
+  if (resuming) {
+    // Build the trainer and load the checkpoint (reads and validates every input) before
+    // changing anything on disk.
+    trainer = std::make_unique<Trainer>(config);
+    trainer->load_checkpoint(resume_ckpt);
   }
+  Trainer& tr = *trainer;
+  tr.mutable_config().init = original_init;
   for (const char* sub : {"checkpoints", "images", "eval"}) fs::create_directories(run / sub);
   fsync_directory(run.string());
   StopSignals stop;
