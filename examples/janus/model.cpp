@@ -64,6 +64,7 @@ nlohmann::json ModelConfig::to_json() const {
                                       {"n_embed", hidden_size}}}};
   j["image_grid"] = {image_height, image_width};
   j["special_tokens"] = {{"bos", bos_id}, {"pad", pad_id}, {"begin_of_image", boi_id}};
+  if (!text_head) j["text_head"] = false;
   return j;
 }
 
@@ -90,6 +91,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.bos_id = st.at("bos").get<std::int64_t>();
   c.pad_id = st.at("pad").get<std::int64_t>();
   c.boi_id = st.at("begin_of_image").get<std::int64_t>();
+  c.text_head = j.value("text_head", true);
   c.validate();
   return c;
 }
@@ -287,7 +289,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& x, const torch::Tenso
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c) {
   model = register_module("model", LlamaModel(c));
-  lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size, false));
+  if (c.text_head) lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size, false));
 }
 
 MlpProjectorImpl::MlpProjectorImpl(std::int64_t in, std::int64_t out) {
@@ -456,7 +458,7 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_paramete
     e.push_back({p + "mlp.down_proj.weight", {H, I}});
   }
   e.push_back({"language_model.model.norm.weight", {H}});
-  e.push_back({"language_model.lm_head.weight", {Vt, H}});
+  if (c.text_head) e.push_back({"language_model.lm_head.weight", {Vt, H}});
   e.push_back({"gen_embed.weight", {V, D}});
   e.push_back({"gen_aligner.layers.0.weight", {H, D}});
   e.push_back({"gen_aligner.layers.0.bias", {H}});

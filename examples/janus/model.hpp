@@ -62,6 +62,9 @@ struct ModelConfig {
   std::int64_t bos_id = 0;
   std::int64_t pad_id = 0;
   std::int64_t boi_id = 0;  ///< <begin_of_image>
+  /// Whether `language_model.lm_head` exists. Text-to-image never uses it; a model loaded from a
+  /// published directory leaves it out (on 7B it is 102400 x 4096 weights).
+  bool text_head = true;
 
   std::int64_t head_dim() const { return hidden_size / num_attention_heads; }
   std::int64_t image_tokens() const { return image_height * image_width; }
@@ -149,7 +152,7 @@ TORCH_MODULE(LlamaModel);
 struct LlamaForCausalLMImpl : torch::nn::Module {
   explicit LlamaForCausalLMImpl(const ModelConfig& c);
   LlamaModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};
+  torch::nn::Linear lm_head{nullptr};  ///< null when !ModelConfig::text_head
 };
 TORCH_MODULE(LlamaForCausalLM);
 

@@ -233,26 +233,23 @@ std::string Weights::where(const std::string& name) const {
   return it == file.end() ? std::string("(unknown file)") : it->second;
 }
 
-Weights load_weights(const WeightFiles& files, const std::function<bool(const std::string&)>& want) {
-  Weights out;
-  out.source = files.dir;
-  auto add = [&](const std::string& path, std::vector<std::pair<std::string, at::Tensor>> tensors) {
-    for (auto& kv : tensors) {
-      if (out.tensors.count(kv.first))
-        throw std::runtime_error(path + ": `" + kv.first + "` was read already from " + out.file[kv.first]);
-      out.file[kv.first] = path;
-      out.tensors[kv.first] = std::move(kv.second);
-    }
-  };
+void for_each_weight(const WeightFiles& files, const std::function<bool(const std::string&)>& want,
+                     const std::function<void(const std::string&, at::Tensor, const std::string&)>& visit) {
+  std::map<std::string, std::string> seen;  // name -> file
   auto read = [&](const std::string& path, const std::function<bool(const std::string&)>& pick) {
+    auto take = [&](const std::string& name, at::Tensor t) {
+      const auto it = seen.emplace(name, path);
+      if (!it.second) throw std::runtime_error(path + ": `" + name + "` was read already from " + it.first->second);
+      visit(name, std::move(t), path);
+    };
     if (files.layout == WeightLayout::safetensors || files.layout == WeightLayout::safetensors_sharded)
-      add(path, load_safetensors(path, pick).tensors);
+      read_safetensors(path, pick, take);
     else
-      add(path, load_torch_bin(path, pick));
+      read_torch_bin(path, pick, take);
   };
   if (files.owner.empty()) {
     read(files.files.at(0), want);
-    return out;
+    return;
   }
   for (const std::string& path : files.files) {
     std::set<std::string> mine;
@@ -261,9 +258,17 @@ Weights load_weights(const WeightFiles& files, const std::function<bool(const st
     if (mine.empty()) continue;  // nothing wanted here: not opened
     read(path, [&](const std::string& n) { return mine.count(n) != 0; });
     for (const std::string& n : mine)
-      if (!out.tensors.count(n))
-        throw std::runtime_error(path + ": does not hold `" + n + "`, which the index puts there");
+      if (!seen.count(n)) throw std::runtime_error(path + ": does not hold `" + n + "`, which the index puts there");
   }
+}
+
+Weights load_weights(const WeightFiles& files, const std::function<bool(const std::string&)>& want) {
+  Weights out;
+  out.source = files.dir;
+  for_each_weight(files, want, [&](const std::string& name, at::Tensor t, const std::string& path) {
+    out.file[name] = path;
+    out.tensors[name] = std::move(t);
+  });
   return out;
 }
 
@@ -273,60 +278,70 @@ bool janus_t2i_wants(const std::string& name) {
          VqDecoder::wants(name);
 }
 
-void check_janus_weights(const JanusConfig& cfg, const Weights& w) {
+JanusWeightCheck::JanusWeightCheck(const JanusConfig& cfg, std::string source) : source_(std::move(source)) {
   const LlamaConfig& l = cfg.language;
-  std::map<std::string, std::vector<std::int64_t>> expect;
   const std::string lm = "language_model.model.";
   const std::int64_t H = l.hidden_size, I = l.intermediate_size, q = l.num_attention_heads * l.head_dim,
                      kv = l.num_key_value_heads * l.head_dim;
-  expect[lm + "embed_tokens.weight"] = {l.vocab_size, H};
+  expect_[lm + "embed_tokens.weight"] = {l.vocab_size, H};
   for (std::int64_t i = 0; i < l.num_hidden_layers; ++i) {
     const std::string p = lm + "layers." + std::to_string(i) + ".";
-    expect[p + "input_layernorm.weight"] = {H};
-    expect[p + "self_attn.q_proj.weight"] = {q, H};
-    expect[p + "self_attn.k_proj.weight"] = {kv, H};
-    expect[p + "self_attn.v_proj.weight"] = {kv, H};
-    expect[p + "self_attn.o_proj.weight"] = {H, q};
-    expect[p + "post_attention_layernorm.weight"] = {H};
-    expect[p + "mlp.gate_proj.weight"] = {I, H};
-    expect[p + "mlp.up_proj.weight"] = {I, H};
-    expect[p + "mlp.down_proj.weight"] = {H, I};
+    expect_[p + "input_layernorm.weight"] = {H};
+    expect_[p + "self_attn.q_proj.weight"] = {q, H};
+    expect_[p + "self_attn.k_proj.weight"] = {kv, H};
+    expect_[p + "self_attn.v_proj.weight"] = {kv, H};
+    expect_[p + "self_attn.o_proj.weight"] = {H, q};
+    expect_[p + "post_attention_layernorm.weight"] = {H};
+    expect_[p + "mlp.gate_proj.weight"] = {I, H};
+    expect_[p + "mlp.up_proj.weight"] = {I, H};
+    expect_[p + "mlp.down_proj.weight"] = {H, I};
   }
-  expect[lm + "norm.weight"] = {H};
-  expect["gen_embed.weight"] = {cfg.image_token_size, cfg.gen_embed_dim};
+  expect_[lm + "norm.weight"] = {H};
+  expect_["gen_embed.weight"] = {cfg.image_token_size, cfg.gen_embed_dim};
   // MlpProjector "mlp_gelu": Linear(input, n) then (GELU, Linear(n, n)) x (depth - 1): layers 0, 2, 4, ...
   for (std::int64_t d = 0; d < cfg.aligner_depth; ++d) {
     const std::string p = "gen_aligner.layers." + std::to_string(2 * d) + ".";
-    expect[p + "weight"] = {cfg.aligner_n_embed, d == 0 ? cfg.aligner_input_dim : cfg.aligner_n_embed};
-    expect[p + "bias"] = {cfg.aligner_n_embed};
+    expect_[p + "weight"] = {cfg.aligner_n_embed, d == 0 ? cfg.aligner_input_dim : cfg.aligner_n_embed};
+    expect_[p + "bias"] = {cfg.aligner_n_embed};
   }
-  expect["gen_head.output_mlp_projector.weight"] = {cfg.head_image_token_embed, cfg.head_n_embed};
-  expect["gen_head.output_mlp_projector.bias"] = {cfg.head_image_token_embed};
-  expect["gen_head.vision_head.weight"] = {cfg.head_image_token_size, cfg.head_image_token_embed};
-  expect["gen_head.vision_head.bias"] = {cfg.head_image_token_size};
+  expect_["gen_head.output_mlp_projector.weight"] = {cfg.head_image_token_embed, cfg.head_n_embed};
+  expect_["gen_head.output_mlp_projector.bias"] = {cfg.head_image_token_embed};
+  expect_["gen_head.vision_head.weight"] = {cfg.head_image_token_size, cfg.head_image_token_embed};
+  expect_["gen_head.vision_head.bias"] = {cfg.head_image_token_size};
+}
 
-  auto fail = [&](const std::string& name, const std::string& what) {
-    throw std::runtime_error(w.where(name) + ": `" + name + "` " + what);
-  };
-  for (const auto& e : expect) {
-    const auto it = w.tensors.find(e.first);
-    if (it == w.tensors.end()) throw std::runtime_error(w.source + ": `" + e.first + "` is missing from the weights");
-    const at::Tensor& t = it->second;
-    if (!at::isFloatingType(t.scalar_type()))
-      fail(e.first, std::string("has dtype ") + c10::toString(t.scalar_type()) + "; a floating-point dtype is required");
-    if (t.sizes() != at::IntArrayRef(e.second))
-      fail(e.first, "has shape " + shape_str(t.sizes()) + ", config.json gives " + shape_str(e.second));
-    if (t.numel() && !at::isfinite(t).all().item<bool>()) fail(e.first, "holds NaN or infinite values");
+bool JanusWeightCheck::covers(const std::string& n) {
+  return starts_with(n, "language_model.model.") || starts_with(n, "gen_embed.") || starts_with(n, "gen_aligner.") ||
+         starts_with(n, "gen_head.");
+}
+
+bool JanusWeightCheck::check(const std::string& name, const at::Tensor& t, const std::string& file) {
+  auto fail = [&](const std::string& what) { throw std::runtime_error(file + ": `" + name + "` " + what); };
+  const auto e = expect_.find(name);
+  if (e == expect_.end()) {
+    const std::string buffer = ".rotary_emb.inv_freq";  // derived; older transformers saved it
+    if (name.size() > buffer.size() && name.compare(name.size() - buffer.size(), buffer.size(), buffer) == 0) return false;
+    if (covers(name)) fail("is not part of the model config.json describes (unexpected tensor)");
+    return false;
   }
-  for (const auto& kv : w.tensors) {
-    const std::string& n = kv.first;
-    const bool ours = starts_with(n, lm) || starts_with(n, "gen_embed.") || starts_with(n, "gen_aligner.") ||
-                      starts_with(n, "gen_head.");
-    const std::string buffer = ".rotary_emb.inv_freq";
-    const bool derived = n.size() > buffer.size() && n.compare(n.size() - buffer.size(), buffer.size(), buffer) == 0;
-    if (ours && !expect.count(n) && !derived)
-      fail(n, "is not part of the model config.json describes (unexpected tensor)");
-  }
+  if (!at::isFloatingType(t.scalar_type()))
+    fail(std::string("has dtype ") + c10::toString(t.scalar_type()) + "; a floating-point dtype is required");
+  if (t.sizes() != at::IntArrayRef(e->second))
+    fail("has shape " + shape_str(t.sizes()) + ", config.json gives " + shape_str(e->second));
+  if (t.numel() && !at::isfinite(t).all().item<bool>()) fail("holds NaN or infinite values");
+  seen_.insert(name);
+  return true;
+}
+
+void JanusWeightCheck::finish() const {
+  for (const auto& e : expect_)
+    if (!seen_.count(e.first)) throw std::runtime_error(source_ + ": `" + e.first + "` is missing from the weights");
+}
+
+void check_janus_weights(const JanusConfig& cfg, const Weights& w) {
+  JanusWeightCheck check(cfg, w.source);
+  for (const auto& kv : w.tensors) check.check(kv.first, kv.second, w.where(kv.first));
+  check.finish();
 }
 
 }  // namespace janus

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,14 +85,39 @@ struct Weights {
   std::string where(const std::string& name) const;
 };
 
-/// Reads the tensors `want` accepts (all when empty) from `files`, as CPU tensors in their stored
-/// dtype. Shards without a wanted tensor are not opened. Throws naming the file and the tensor
-/// when the index names a tensor its shard does not hold, or a tensor appears in two files.
+/// Reads the tensors `want` accepts (all when empty) from `files`, one at a time, as CPU tensors in
+/// their stored dtype, and hands each to `visit(name, tensor, file)`. Shards without a wanted
+/// tensor are not opened. Throws naming the file and the tensor when the index names a tensor
+/// its shard does not hold, or a tensor appears in two files.
+void for_each_weight(const WeightFiles& files, const std::function<bool(const std::string&)>& want,
+                     const std::function<void(const std::string&, at::Tensor, const std::string&)>& visit);
+
+/// for_each_weight into a map (every wanted tensor in memory at once).
 Weights load_weights(const WeightFiles& files, const std::function<bool(const std::string&)>& want = {});
 
 /// The tensors text-to-image generation and training use: the language model but its lm_head,
 /// gen_embed, gen_aligner, gen_head, and the VQ decoder's (VqDecoder::wants).
 bool janus_t2i_wants(const std::string& name);
+
+/// Checks tensors one at a time against what `config` says the language model, gen_embed,
+/// gen_aligner and gen_head hold (for loaders that stream: see check_janus_weights).
+class JanusWeightCheck {
+ public:
+  JanusWeightCheck(const JanusConfig& config, std::string source);
+  /// True when `name` is one of the config's tensors and `t` suits it (floating point, its
+  /// shape, finite); false for a tensor outside these modules (the caller's to check) or a
+  /// derived rotary buffer. Throws naming `file` and the tensor otherwise.
+  bool check(const std::string& name, const at::Tensor& t, const std::string& file);
+  /// Throws naming the directory and the first expected tensor never checked.
+  void finish() const;
+  /// Names under language_model.model., gen_embed., gen_aligner., gen_head.
+  static bool covers(const std::string& name);
+
+ private:
+  std::string source_;
+  std::map<std::string, std::vector<std::int64_t>> expect_;
+  std::set<std::string> seen_;
+};
 
 /// Checks the language model, gen_embed, gen_aligner and gen_head tensors of `w` against
 /// `config`: each present, floating point, of the shape the config gives, finite; and nothing

@@ -95,7 +95,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   f.commit();
 }
 
-SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want) {
+std::map<std::string, std::string> read_safetensors(const std::string& path,
+                                                    const std::function<bool(const std::string&)>& want,
+                                                    const std::function<void(const std::string&, at::Tensor)>& visit) {
   if (!little_endian()) throw std::runtime_error("safetensors: only little-endian hosts are supported");
   struct stat sb;
   if (::stat(path.c_str(), &sb) != 0) throw std::runtime_error("safetensors: cannot open " + path + ": " + std::strerror(errno));
@@ -124,7 +126,7 @@ SafeTensors load_safetensors(const std::string& path, const std::function<bool(c
   if (!header.is_object()) throw fail("header is not a JSON object");
   const std::uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
-  SafeTensors out;
+  std::map<std::string, std::string> metadata;
   struct Entry {
     std::string name;
     at::ScalarType type;
@@ -137,7 +139,7 @@ SafeTensors load_safetensors(const std::string& path, const std::function<bool(c
       if (!it.value().is_object()) throw fail("__metadata__ is not an object");
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
         if (!m.value().is_string()) throw fail("__metadata__ value of '" + m.key() + "' is not a string");
-        out.metadata[m.key()] = m.value().get<std::string>();
+        metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -198,8 +200,16 @@ SafeTensors load_safetensors(const std::string& path, const std::function<bool(c
       in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
       if (!in) throw fail("cannot read the data of '" + e.name + "'");
     }
-    out.tensors.emplace_back(e.name, t);
+    visit(e.name, std::move(t));
   }
+  return metadata;
+}
+
+SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want) {
+  SafeTensors out;
+  out.metadata = read_safetensors(path, want, [&](const std::string& name, at::Tensor t) {
+    out.tensors.emplace_back(name, std::move(t));
+  });
   return out;
 }
 

@@ -44,4 +44,11 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 /// tensors it accepts are read (the header is still checked whole); the others never leave the disk.
 SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want = {});
 
+/// load_safetensors one tensor at a time: each wanted tensor is read and handed to `visit`
+/// (then it is the visitor's), so a caller that copies it into a model holds one at a time.
+/// Returns the header's `__metadata__`.
+std::map<std::string, std::string> read_safetensors(const std::string& path,
+                                                    const std::function<bool(const std::string&)>& want,
+                                                    const std::function<void(const std::string&, at::Tensor)>& visit);
+
 }  // namespace janus

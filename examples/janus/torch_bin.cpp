@@ -493,14 +493,20 @@ std::vector<TorchBinEntry> list_torch_bin(const std::string& path) {
 
 std::vector<std::pair<std::string, at::Tensor>> load_torch_bin(const std::string& path,
                                                                const std::function<bool(const std::string&)>& want) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  read_torch_bin(path, want, [&](const std::string& name, at::Tensor t) { out.emplace_back(name, std::move(t)); });
+  return out;
+}
+
+void read_torch_bin(const std::string& path, const std::function<bool(const std::string&)>& want,
+                    const std::function<void(const std::string&, at::Tensor)>& visit) {
   Archive a = open_checked(path);
   const std::vector<TorchBinEntry> entries = list_entries(path, a);
-  std::vector<std::pair<std::string, at::Tensor>> out;
   for (const TorchBinEntry& e : entries) {
     if (want && !want(e.name)) continue;
     const auto opts = at::TensorOptions().dtype(e.dtype);
     if (e.storage_key.empty()) {  // no elements
-      out.emplace_back(e.name, at::empty(e.sizes, opts));
+      visit(e.name, at::empty(e.sizes, opts));
       continue;
     }
     const std::string record = "data/" + e.storage_key;
@@ -515,9 +521,8 @@ std::vector<std::pair<std::string, at::Tensor>> load_torch_bin(const std::string
     // Own exactly its elements (a view of a larger or shared storage is copied out).
     const bool exact = t.is_contiguous() && e.storage_offset == 0 &&
                        static_cast<std::int64_t>(t.numel() * t.element_size()) == static_cast<std::int64_t>(n);
-    out.emplace_back(e.name, exact ? t : t.clone(at::MemoryFormat::Contiguous));
+    visit(e.name, exact ? t : t.clone(at::MemoryFormat::Contiguous));
   }
-  return out;
 }
 
 }  // namespace janus

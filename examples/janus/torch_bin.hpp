@@ -48,4 +48,9 @@ std::vector<TorchBinEntry> list_torch_bin(const std::string& path);
 std::vector<std::pair<std::string, at::Tensor>> load_torch_bin(const std::string& path,
                                                                const std::function<bool(const std::string&)>& want = {});
 
+/// load_torch_bin one tensor at a time: each wanted tensor is read and handed to `visit` (then it
+/// is the visitor's), so a caller that copies it into a model holds one record at a time.
+void read_torch_bin(const std::string& path, const std::function<bool(const std::string&)>& want,
+                    const std::function<void(const std::string&, at::Tensor)>& visit);
+
 }  // namespace janus

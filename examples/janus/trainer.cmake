@@ -21,8 +21,8 @@ if(GCPO_BUILD_TRAINER)
 
   # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
   # the binary and the tests (few translation units: each libtorch one compiles slowly).
-  add_library(janus_trainer_lib STATIC model.cpp model_dir.cpp ops.cpp safetensors.cpp torch_bin.cpp train.cpp
-                                     vq_decoder.cpp)
+  add_library(janus_trainer_lib STATIC model.cpp model_dir.cpp ops.cpp pretrained.cpp safetensors.cpp torch_bin.cpp
+                                     train.cpp vq_decoder.cpp)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
@@ -78,5 +78,11 @@ if(GCPO_BUILD_TRAINER)
     target_precompile_headers(test_janus_model_dir REUSE_FROM janus_trainer_lib)
     target_compile_definitions(test_janus_model_dir PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
     catch_discover_tests(test_janus_model_dir TEST_PREFIX "trainer: ")
+    # the trainer's model loaded from such a directory; `forward` against an independent reference
+    add_executable(test_janus_pretrained tests/test_pretrained.cpp)
+    target_link_libraries(test_janus_pretrained PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
+    target_precompile_headers(test_janus_pretrained REUSE_FROM janus_trainer_lib)
+    target_compile_definitions(test_janus_pretrained PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
+    catch_discover_tests(test_janus_pretrained TEST_PREFIX "trainer: ")
   endif()
 endif()

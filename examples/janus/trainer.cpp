@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include "pretrained.hpp"
 #include "train.hpp"
 
 namespace {
@@ -293,6 +294,21 @@ int main(int argc, char** argv) {
   c_sample->add_option("--threads", sa_threads, "torch intra-op threads")->check(integer_in(0, limits::max_threads))->capture_default_str();
   add_sampling_options(c_sample, sa);
 
+  std::string fw_dir, fw_in, fw_out, fw_grid, fw_device = "cpu";
+  int fw_threads = 0;
+  CLI::App* c_forward = app.add_subcommand(
+      "forward", "a published Janus-Pro directory's teacher-forced image logits and VQ decodes, in float32, for "
+                 "checking against other implementations");
+  c_forward->add_option("--model-dir", fw_dir, "config.json + model.safetensors / pytorch_model.bin (sharded or not)")
+      ->required();
+  c_forward->add_option("--input", fw_in, "safetensors: prompt_ids [B, L], attention_mask [B, L], image_tokens [B, N] (int64)")
+      ->required();
+  c_forward->add_option("--output", fw_out, "safetensors written: logits [B, N, V] float32, images [B, H, W, 3] uint8")
+      ->required();
+  c_forward->add_option("--grid", fw_grid, "image tokens HxW (default: the square root of N)");
+  c_forward->add_option("--device", fw_device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  c_forward->add_option("--threads", fw_threads, "torch intra-op threads")->check(integer_in(0, limits::max_threads))->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -323,6 +339,26 @@ int main(int argc, char** argv) {
     if (*c_sample) {
       set_threads(sa_threads);
       return janus::run_sample(sa_model, sa, sa_prompt, sa_n, sa_png);
+    }
+    if (*c_forward) {
+      std::int64_t gh = 0, gw = 0;
+      if (!fw_grid.empty()) {  // "H" or "HxW", each 1..4096
+        const std::size_t x = fw_grid.find('x');
+        auto side = [&](const std::string& t) -> std::int64_t {
+          if (t.empty() || t.size() > 4 || t.find_first_not_of("0123456789") != std::string::npos || std::stoll(t) < 1 ||
+              std::stoll(t) > 4096)
+            throw janus::UsageError("--grid: \"" + fw_grid + "\" is not H or HxW with sides in 1..4096");
+          return std::stoll(t);
+        };
+        gh = side(fw_grid.substr(0, x));
+        gw = x == std::string::npos ? gh : side(fw_grid.substr(x + 1));
+      }
+      if (fw_device == "cuda" && !torch::cuda::is_available())
+        throw janus::UsageError("--device cuda: no CUDA device is available");
+      set_threads(fw_threads);
+      janus::run_forward(fw_dir, fw_in, fw_out, gh, gw, fw_device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU));
+      if (!quiet) std::printf("forward: wrote %s\n", fw_out.c_str());
+      return 0;
     }
   } catch (const janus::UsageError& e) {
     std::fprintf(stderr, "janus_trainer: error: %s\n", e.what());
