@@ -40,8 +40,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== gcpo: simulated CUDA tests under ThreadSanitizer =="
 # Every block's threads run as free OS threads (GCPO_SIM_SCHEDULE=concurrent, the default under
 # TSan); any report fails the test (halt_on_error). The cases tagged [slow] (the wide sweeps,
-# the same kernels on more shapes) are left to stage 1: under TSan each 1024-thread block costs
-# seconds.
+# the same kernels on more shapes) and the conformance chain are left to stage 1: under TSan a
+# 1024-thread block costs seconds.
 cmake -S . -B build-sim-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGCPO_SANITIZE=thread \
   -DGCPO_ENABLE_CUDA=OFF -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=OFF -DGCPO_INSTALL=OFF
 cmake --build build-sim-tsan -j "$JOBS" --target gcpo_sim_tests
