@@ -57,8 +57,8 @@ Pretrained load_pretrained(const std::string& dir, const PretrainedOptions& opt)
   for_each_weight(p.files, janus_t2i_wants, [&](const std::string& name, at::Tensor t, const std::string& file) {
     ++p.tensors_read;
     p.bytes_read += static_cast<std::int64_t>(t.numel() * t.element_size());
-    if (VqDecoder::wants(name)) {
-      vq[name] = std::move(t);
+    if (VqDecoder::wants(name)) {  // kept as the decoder will hold it (load() then converts nothing)
+      vq[name] = at::isFloatingType(t.scalar_type()) ? t.to(opt.device, opt.dtype).contiguous() : std::move(t);
       return;
     }
     if (!check.check(name, t, file)) return;  // a derived rotary buffer

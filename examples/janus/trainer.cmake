@@ -43,6 +43,11 @@ if(GCPO_BUILD_TRAINER)
   target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags ${CMAKE_DL_LIBS})
   target_precompile_headers(janus_trainer REUSE_FROM janus_trainer_lib)
 
+  # Janus-Pro at its real size with random weights: load time, memory, generation speed (a benchmark)
+  add_executable(janus_bench_pretrained bench_pretrained.cpp)
+  target_link_libraries(janus_bench_pretrained PRIVATE janus_trainer_lib gcpo_project_flags)
+  target_precompile_headers(janus_bench_pretrained REUSE_FROM janus_trainer_lib)
+
   if(GCPO_BUILD_TESTS AND TARGET gcpo_catch_main)
     include(Catch)
     add_executable(test_janus_trainer tests/test_trainer.cpp)

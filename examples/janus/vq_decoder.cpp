@@ -40,9 +40,10 @@ class Taker {
     bool ok = t.dim() == static_cast<std::int64_t>(shape.size());
     for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || t.size(static_cast<std::int64_t>(i)) == shape[i];
     if (!ok) {
+      bool any = false;
       for (auto& e : shape)
-        if (e < 0) e = 0;
-      fail(name, "has shape " + shape_str(t.sizes()) + ", expected " + shape_str(shape) + " (0: any)");
+        if (e < 0) e = 0, any = true;
+      fail(name, "has shape " + shape_str(t.sizes()) + ", expected " + shape_str(shape) + (any ? " (0: any)" : ""));
     }
     if (t.numel() && !at::isfinite(t).all().item<bool>()) fail(name, "holds NaN or infinite values");
     taken_.insert(name);
@@ -82,31 +83,18 @@ bool VqDecoder::wants(const std::string& name, const std::string& prefix) {
          starts_with(name, prefix + "decoder.");
 }
 
-VqDecoder VqDecoder::load(const std::map<std::string, at::Tensor>& weights, const std::string& source,
-                          at::ScalarType dtype, at::Device device, const std::string& prefix) {
-  if (dtype != at::kFloat && dtype != at::kBFloat16)
-    throw std::invalid_argument(std::string("VqDecoder::load: dtype ") + c10::toString(dtype) +
-                                " is not supported (float32 or bfloat16)");
-  Taker t(weights, source, prefix);
-  VqDecoder d;
-  d.dtype_ = dtype;
-  d.device_ = device;
-  VqDecoderShape& s = d.shape_;
-  std::map<std::string, at::Tensor> raw;
-  auto take = [&](const std::string& rel, std::vector<std::int64_t> shape) -> const at::Tensor& {
-    return raw[rel] = t.take(rel, std::move(shape));
-  };
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> VqDecoder::layout(const VqDecoderShape& s) {
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> out;
+  auto add = [&](const std::string& name, std::vector<std::int64_t> shape) { out.emplace_back(name, std::move(shape)); };
   auto conv = [&](const std::string& rel, std::int64_t cout, std::int64_t cin, std::int64_t k) {
-    take(rel + ".weight", {cout, cin, k, k});
-    take(rel + ".bias", {cout});
+    add(rel + ".weight", {cout, cin, k, k});
+    add(rel + ".bias", {cout});
   };
   auto norm = [&](const std::string& rel, std::int64_t c) {
-    take(rel + ".weight", {c});
-    take(rel + ".bias", {c});
+    add(rel + ".weight", {c});
+    add(rel + ".bias", {c});
   };
   auto resnet = [&](const std::string& rel, std::int64_t cin, std::int64_t cout) {
-    check_groups(t, rel, cin);
-    check_groups(t, rel, cout);
     norm(rel + ".norm1", cin);
     conv(rel + ".conv1", cout, cin, 3);
     norm(rel + ".norm2", cout);
@@ -117,42 +105,73 @@ VqDecoder VqDecoder::load(const std::map<std::string, at::Tensor>& weights, cons
     norm(rel + ".norm", c);
     for (const char* p : {"q", "k", "v", "proj_out"}) conv(rel + "." + p, c, c, 1);
   };
+  add("quantize.embedding.weight", {s.codebook_size, s.embed_dim});
+  conv("post_quant_conv", s.z_channels, s.embed_dim, 1);
+  conv("decoder.conv_in", s.mid_channels, s.z_channels, 3);
+  resnet("decoder.mid.0", s.mid_channels, s.mid_channels);
+  attn("decoder.mid.1", s.mid_channels);
+  resnet("decoder.mid.2", s.mid_channels, s.mid_channels);
+  std::int64_t cin = s.mid_channels;
+  const std::size_t levels = s.block_channels.size();
+  for (std::size_t i = 0; i < levels; ++i) {
+    const std::string block = "decoder.conv_blocks." + std::to_string(i);
+    const std::int64_t cout = s.block_channels[i];
+    for (std::int64_t r = 0; r < s.res_per_block; ++r) {
+      resnet(block + ".res." + std::to_string(r), cin, cout);
+      cin = cout;
+      if (i == 0) attn(block + ".attn." + std::to_string(r), cout);
+    }
+    if (i + 1 != levels) conv(block + ".upsample.conv", cout, cout, 3);
+  }
+  norm("decoder.norm_out", cin);
+  conv("decoder.conv_out", 3, cin, 3);
+  return out;
+}
 
-  const at::Tensor& emb = take("quantize.embedding.weight", {-1, -1});
+VqDecoderShape VqDecoderShape::vq16() {
+  VqDecoderShape s;
+  s.codebook_size = 16384;
+  s.embed_dim = 8;
+  s.z_channels = 256;
+  s.mid_channels = 512;                        // ch 128 x ch_mult[-1] 4
+  s.block_channels = {512, 256, 256, 128, 128};  // ch 128 x ch_mult (1, 1, 2, 2, 4), deepest first
+  s.res_per_block = 3;
+  return s;
+}
+
+VqDecoder VqDecoder::load(const std::map<std::string, at::Tensor>& weights, const std::string& source,
+                          at::ScalarType dtype, at::Device device, const std::string& prefix) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16)
+    throw std::invalid_argument(std::string("VqDecoder::load: dtype ") + c10::toString(dtype) +
+                                " is not supported (float32 or bfloat16)");
+  Taker t(weights, source, prefix);
+  VqDecoder d;
+  d.dtype_ = dtype;
+  d.device_ = device;
+  VqDecoderShape& s = d.shape_;
+  // The widths, from the tensors that give them; then every tensor against the whole layout.
+  const at::Tensor& emb = t.take("quantize.embedding.weight", {-1, -1});
   s.codebook_size = emb.size(0);
   s.embed_dim = emb.size(1);
   if (s.codebook_size == 0 || s.embed_dim == 0)
     t.fail(prefix + "quantize.embedding.weight", "is empty (shape " + shape_str(emb.sizes()) + ")");
-  s.z_channels = take("post_quant_conv.weight", {-1, s.embed_dim, 1, 1}).size(0);
-  take("post_quant_conv.bias", {s.z_channels});
-  s.mid_channels = take("decoder.conv_in.weight", {-1, s.z_channels, 3, 3}).size(0);
-  take("decoder.conv_in.bias", {s.mid_channels});
-  resnet("decoder.mid.0", s.mid_channels, s.mid_channels);
-  attn("decoder.mid.1", s.mid_channels);
-  resnet("decoder.mid.2", s.mid_channels, s.mid_channels);
-
+  s.z_channels = t.take("post_quant_conv.weight", {-1, s.embed_dim, 1, 1}).size(0);
+  s.mid_channels = t.take("decoder.conv_in.weight", {-1, s.z_channels, 3, 3}).size(0);
   std::int64_t levels = 0;
   while (t.has("decoder.conv_blocks." + std::to_string(levels) + ".res.0.conv1.weight")) ++levels;
   if (levels == 0) t.fail(prefix + "decoder.conv_blocks.0.res.0.conv1.weight", "is missing (no decoder blocks)");
   if (levels > 8) t.fail_shape(std::to_string(levels) + " decoder blocks: at most 8 are supported");
   while (t.has("decoder.conv_blocks.0.res." + std::to_string(s.res_per_block) + ".conv1.weight")) ++s.res_per_block;
   std::int64_t cin = s.mid_channels;
+  check_groups(t, "decoder.conv_in", cin);
   for (std::int64_t i = 0; i < levels; ++i) {
     const std::string block = "decoder.conv_blocks." + std::to_string(i);
-    const std::int64_t cout = t.take(block + ".res.0.conv1.weight", {-1, cin, 3, 3}).size(0);
-    s.block_channels.push_back(cout);
-    for (std::int64_t r = 0; r < s.res_per_block; ++r) {
-      resnet(block + ".res." + std::to_string(r), cin, cout);
-      cin = cout;
-      if (i == 0) attn(block + ".attn." + std::to_string(r), cout);
-    }
-    if (i != levels - 1) conv(block + ".upsample.conv", cout, cout, 3);
+    s.block_channels.push_back(t.take(block + ".res.0.conv1.weight", {-1, cin, 3, 3}).size(0));
+    cin = s.block_channels.back();
+    check_groups(t, block, cin);
   }
-  norm("decoder.norm_out", cin);
-  conv("decoder.conv_out", 3, cin, 3);
+  for (const auto& e : layout(s)) d.w_[e.first] = t.take(e.first, e.second).to(device, dtype).contiguous();
   t.no_leftovers();
-
-  for (auto& kv : raw) d.w_[kv.first] = kv.second.to(device, dtype).contiguous();
   return d;
 }
 

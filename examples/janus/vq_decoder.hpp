@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -35,6 +36,8 @@ struct VqDecoderShape {
   std::int64_t res_per_block = 0;  ///< num_res_blocks + 1
   /// Pixels per token along each side: 2^(levels - 1) (16 for VQ-16).
   std::int64_t upsample() const { return std::int64_t{1} << (block_channels.size() - 1); }
+  /// The published VQ-16 (VQ ModelArgs defaults: codebook 16384 x 8, z 256, ch 128, ch_mult (1, 1, 2, 2, 4)).
+  static VqDecoderShape vq16();
 };
 
 class VqDecoder {
@@ -52,6 +55,10 @@ class VqDecoder {
   static VqDecoder load(const std::map<std::string, at::Tensor>& weights, const std::string& source,
                         at::ScalarType dtype = at::kFloat, at::Device device = at::kCPU,
                         const std::string& prefix = "gen_vision_model.");
+
+  /// Every tensor of a decoder of shape `s` (names relative to the prefix) with its shape, in the
+  /// official module order.
+  static std::vector<std::pair<std::string, std::vector<std::int64_t>>> layout(const VqDecoderShape& s);
 
   const VqDecoderShape& shape() const { return shape_; }
   at::ScalarType dtype() const { return dtype_; }
