@@ -101,13 +101,6 @@ class ConfigReader {
   const nlohmann::json& root_;
 };
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << ']';
-  return o.str();
-}
 
 }  // namespace
 
@@ -327,7 +320,7 @@ bool JanusWeightCheck::check(const std::string& name, const at::Tensor& t, const
   if (!at::isFloatingType(t.scalar_type()))
     fail(std::string("has dtype ") + c10::toString(t.scalar_type()) + "; a floating-point dtype is required");
   if (t.sizes() != at::IntArrayRef(e->second))
-    fail("has shape " + shape_str(t.sizes()) + ", config.json gives " + shape_str(e->second));
+    fail("has shape " + c10::str(t.sizes()) + ", config.json gives " + c10::str(at::IntArrayRef(e->second)));
   if (t.numel() && !at::isfinite(t).all().item<bool>()) fail("holds NaN or infinite values");
   seen_.insert(name);
   return true;

@@ -3,20 +3,12 @@
 
 #include <cmath>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 namespace janus {
 
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << ']';
-  return o.str();
-}
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
@@ -43,7 +35,8 @@ class Taker {
       bool any = false;
       for (auto& e : shape)
         if (e < 0) e = 0, any = true;
-      fail(name, "has shape " + shape_str(t.sizes()) + ", expected " + shape_str(shape) + (any ? " (0: any)" : ""));
+      fail(name, "has shape " + c10::str(t.sizes()) + ", expected " + c10::str(at::IntArrayRef(shape)) +
+                     (any ? " (0: any)" : ""));
     }
     if (t.numel() && !at::isfinite(t).all().item<bool>()) fail(name, "holds NaN or infinite values");
     taken_.insert(name);
@@ -154,7 +147,7 @@ VqDecoder VqDecoder::load(const std::map<std::string, at::Tensor>& weights, cons
   s.codebook_size = emb.size(0);
   s.embed_dim = emb.size(1);
   if (s.codebook_size == 0 || s.embed_dim == 0)
-    t.fail(prefix + "quantize.embedding.weight", "is empty (shape " + shape_str(emb.sizes()) + ")");
+    t.fail(prefix + "quantize.embedding.weight", "is empty (shape " + c10::str(emb.sizes()) + ")");
   s.z_channels = t.take("post_quant_conv.weight", {-1, s.embed_dim, 1, 1}).size(0);
   s.mid_channels = t.take("decoder.conv_in.weight", {-1, s.z_channels, 3, 3}).size(0);
   std::int64_t levels = 0;
