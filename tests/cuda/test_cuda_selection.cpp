@@ -206,9 +206,10 @@ TEST_CASE("cuda select_critical_tokens (given similarity): bitwise the host's", 
 TEST_CASE("cuda select_critical_tokens from embeddings and from tokens + table", "[cuda][selection][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   std::uint64_t seed = 700;
-  // Simulated: without 17 x 241 (its similarity is P * N = 8194 blocks per run; the global-map
-  // path of N > 4096 is covered with a given similarity above).
-  const std::vector<grid_case> gcs = gpu_or_sim<std::vector<grid_case>>({{4, 4}, {24, 24}, {17, 241}}, {{4, 4}, {24, 24}});
+  // Simulated: 4 x 4 and 8 x 8 (the similarity is P * N blocks per run, a 256-thread block of
+  // CPU threads each; the larger grids and the global-map path of N > 4096 are covered with a
+  // given similarity above).
+  const std::vector<grid_case> gcs = gpu_or_sim<std::vector<grid_case>>({{4, 4}, {24, 24}, {17, 241}}, {{4, 4}, {8, 8}});
   for (const grid_case& gc : gcs) {
     for (const std::int64_t G : {2, 16}) {
       ++seed;

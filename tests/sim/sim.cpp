@@ -907,7 +907,6 @@ void run_fibers(block& b, int n, const std::function<void()>& body, const dim3& 
   fs.body = &body;
   t_fibers = &fs;
   t_block = &b;
-  std::vector<char> entered(static_cast<std::size_t>(n), 0);
   for (int t = 0; t < n; ++t) {
     fiber& x = fs.f[static_cast<std::size_t>(t)];
     if (!x.stack) {
@@ -942,7 +941,6 @@ void run_fibers(block& b, int n, const std::function<void()>& body, const dim3& 
   for (int next = b.next_to_run(); next >= 0; next = b.next_to_run()) {
     set_builtins(grid, blk, bidx, next);
     fs.starting = next;
-    (void)entered;
 #if defined(GCPO_SIM_ASM_SWITCH)
     gcpo_sim_switch(&fs.scheduler_sp, fs.f[static_cast<std::size_t>(next)].sp);
 #else
