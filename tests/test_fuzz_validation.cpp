@@ -878,7 +878,7 @@ std::string check_accepted(const fuzz_op& op, const views_t& v, const options& o
 
 }  // namespace
 
-TEST_CASE("fuzz: random views and options at every operator's validation; accepted calls meet their preconditions",
+TEST_CASE("fuzz: random views and options at every operator's validation, accepted calls meet their preconditions",
           "[fuzz]") {
   const std::uint64_t seed = 0x6763706f2d38ull;  // fixed: the run is reproducible
   constexpr int iterations = 10000;

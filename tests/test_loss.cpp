@@ -449,7 +449,7 @@ TEST_CASE("loss: an empty mask gives loss 0 and zero gradients", "[loss]") {
 
 // ---- the reference against finite differences, the library against the reference ----------
 
-TEST_CASE("loss: reference gradient matches finite differences; library matches the reference", "[loss]") {
+TEST_CASE("loss: reference gradient matches finite differences, library matches the reference", "[loss]") {
   int combo = 0;
   for (auto algo : {gcpo::algorithm::gcpo, gcpo::algorithm::grpo})
     for (auto clipping : {gcpo::ratio_clipping::none, gcpo::ratio_clipping::ppo})

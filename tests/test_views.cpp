@@ -389,7 +389,7 @@ TEST_CASE("views: make_view is row-major with the given shape", "[views]") {
   CHECK(std::string(gcpo::to_string(gcpo::memory_space::device)) == "device");
 }
 
-TEST_CASE("views: const data gives an input view; output views convert to input views", "[views]") {
+TEST_CASE("views: const data gives an input view, output views convert to input views", "[views]") {
   const std::vector<gcpo::bfloat16> cbuf(6);
   auto cv = gcpo::make_view(cbuf.data(), {2, 3});
   STATIC_REQUIRE(std::is_same<decltype(cv), gcpo::const_tensor_view>::value);

@@ -57,7 +57,7 @@ if(GCPO_BUILD_TRAINER)
       target_link_libraries(${name} PRIVATE janus_trainer_lib gcpo_catch_main gcpo_project_flags)
       target_precompile_headers(${name} REUSE_FROM janus_trainer_lib)
       target_compile_definitions(${name} PRIVATE JANUS_TEST_DATA_DIR="${CMAKE_CURRENT_SOURCE_DIR}/tests/data")
-      catch_discover_tests(${name} TEST_PREFIX "trainer: " ${ARGN})
+      catch_discover_tests(${name} TEST_PREFIX "trainer: " EXTRA_ARGS --warn NoTests ${ARGN})
     endfunction()
     janus_add_test(test_janus_trainer tests/test_trainer.cpp PROPERTIES TIMEOUT 600)
     # The command line's run safety (issue 8): runs the janus_trainer binary as a child process

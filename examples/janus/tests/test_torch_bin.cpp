@@ -58,7 +58,7 @@ TEST_CASE("torch_bin: every tensor equals the independent safetensors copy, view
     CHECK(static_cast<std::int64_t>(kv.second.storage().nbytes()) == kv.second.numel() * kv.second.element_size());
 }
 
-TEST_CASE("torch_bin: list without reading; only wanted tensors are read", "[torch_bin]") {
+TEST_CASE("torch_bin: list without reading, only wanted tensors are read", "[torch_bin]") {
   const auto entries = janus::list_torch_bin(dir + "state.bin");
   REQUIRE(entries.size() == 8);
   CHECK(entries[4].name == "model.d.transposed");

@@ -51,7 +51,7 @@ TEST_CASE("vq decoder: the tiny fixture's shape is read from its tensors", "[vq]
   CHECK_FALSE(janus::VqDecoder::wants("gen_vision_model.quant_conv.weight"));
 }
 
-TEST_CASE("vq decoder: float32 decode equals the float64 reference; images equal but at truncation edges",
+TEST_CASE("vq decoder: float32 decode equals the float64 reference, images equal but at truncation edges",
           "[vq]") {
   const auto w = fixture_tensors();
   const janus::VqDecoder d = janus::VqDecoder::load(w, fixture);
@@ -78,7 +78,7 @@ TEST_CASE("vq decoder: float32 decode equals the float64 reference; images equal
   CHECK((want_img == 255).sum().item<std::int64_t>() > 0);
 }
 
-TEST_CASE("vq decoder: bfloat16 decode stays near the reference; int32 tokens decode the same", "[vq]") {
+TEST_CASE("vq decoder: bfloat16 decode stays near the reference, int32 tokens decode the same", "[vq]") {
   const auto w = fixture_tensors();
   const at::Tensor tokens = w.at("test.tokens"), want = w.at("test.decoded");
   const janus::VqDecoder d16 = janus::VqDecoder::load(w, fixture, at::kBFloat16);
