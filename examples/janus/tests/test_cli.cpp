@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -176,6 +177,21 @@ void make_run(const fs::path& out, const fs::path& logs, int steps = 4, int save
   INFO(r.text());
   REQUIRE(r.rc == 0);
   REQUIRE(fs::exists(out / "checkpoints" / "latest"));
+}
+
+/// One finished run (4 steps, checkpoints at 2 and 4) shared by the sections of a test case
+/// (Catch2 runs a test case's body once per section: the run is made on the first pass only).
+/// Its directory lives until the end of the process.
+const fs::path& shared_run(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<TempDir>> dirs;
+  auto& d = dirs[name];
+  if (!d) {
+    d = std::make_unique<TempDir>("shared_" + name);
+    make_run(d->path / "base", d->path);
+  }
+  static std::map<std::string, fs::path> bases;
+  bases[name] = d->path / "base";
+  return bases[name];
 }
 
 std::vector<std::string> lines_of(const fs::path& p) {
@@ -478,8 +494,7 @@ TEST_CASE("cli: a resume writes only into the directory it resumes and refuses o
 
 TEST_CASE("cli: corrupted or mistyped checkpoints and models are refused naming the file and the tensor", "[cli]") {
   TempDir t("corrupt");
-  const fs::path base = t / "base";
-  make_run(base, t.path);
+  const fs::path base = shared_run("corrupt");
   const std::string ck = "checkpoints/step-000004/";
   const StFile trainer0 = read_st(base / (ck + "trainer.safetensors"));
   const std::string opt_step = tensor_named(trainer0, "optimizer.", ".step");
@@ -633,8 +648,7 @@ TEST_CASE("cli: SIGINT and SIGTERM finish the step, checkpoint it, and say how t
 
 TEST_CASE("cli: a crash anywhere in a checkpoint replacement leaves a complete checkpoint, and resume works", "[cli]") {
   TempDir t("crash");
-  const fs::path base = t / "base";
-  make_run(base, t.path);  // checkpoints at steps 2 and 4
+  const fs::path base = shared_run("crash");  // checkpoints at steps 2 and 4
   const auto base_files = snapshot(base);
   const std::string m4 = "checkpoints/step-000004/model.safetensors";
   for (const std::string point : {"checkpoint-written", "checkpoint-between-renames", "checkpoint-renamed",
