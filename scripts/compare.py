@@ -80,8 +80,14 @@ def run_all(a):
         sys.exit(f"compare.py: --trainer {a.trainer!r} is not an executable file")
     if not os.path.isfile(a.init):
         sys.exit(f"compare.py: --init {a.init!r} does not exist")
-    os.makedirs(a.out, exist_ok=True)
     todo = [(algo, s) for s in a.seeds for algo in ALGOS]
+    # an earlier comparison's runs (and their trainer.log) are never touched: refuse before writing
+    taken = [run_dir(a, algo, s) for algo, s in todo
+             if os.path.isdir(run_dir(a, algo, s)) and os.listdir(run_dir(a, algo, s))]
+    if taken:
+        sys.exit(f"compare.py: --out {a.out!r} already holds runs ({', '.join(taken)}): give another --out, "
+                 "or --plot-only to redraw from them")
+    os.makedirs(a.out, exist_ok=True)
     running, failed = [], []
     total = len(todo) * a.steps
     t0 = time.time()

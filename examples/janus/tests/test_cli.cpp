@@ -367,7 +367,7 @@ TEST_CASE("cli: every bad number or name is refused by its flag, and an earlier 
   CHECK_FALSE(fs::exists(t / "run.replaced"));
 }
 
-TEST_CASE("cli: a fresh run refuses a directory holding a run; --replace moves it aside", "[cli]") {
+TEST_CASE("cli: a fresh run refuses a directory holding a run, --replace moves it aside", "[cli]") {
   TempDir t("replace");
   const fs::path runp = t / "run";
   make_run(runp, t.path);
