@@ -8,7 +8,25 @@
 
 #include "safetensors.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace janus {
+
+namespace {
+
+/// Gives the pages of freed heap memory back to the system. Without it glibc keeps them resident
+/// (its mmap threshold rises with the sizes freed, so the streamed tensors land on the heap):
+/// loading a random-weight Janus-Pro-1B peaked at 1.55x the bytes kept, growing by every tensor
+/// read; with it the resident set stays flat while the tensors stream in.
+void release_freed_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+}  // namespace
 
 ModelConfig model_config_of(const JanusConfig& c, std::int64_t grid_h, std::int64_t grid_w) {
   const LlamaConfig& l = c.language;
@@ -65,6 +83,8 @@ Pretrained load_pretrained(const std::string& dir, const PretrainedOptions& opt)
     at::Tensor* dst = params.find(name);
     if (!dst) throw std::runtime_error(file + ": `" + name + "` has no place in the model");  // check() knows them all
     dst->copy_(t);
+    t.reset();
+    release_freed_memory();
   });
   check.finish();
   p.vq = VqDecoder::load(vq, dir, opt.dtype, opt.device);
