@@ -1248,6 +1248,46 @@ Image decode(const Grid& grid, int patch) {
   return img;
 }
 
+status grid_of_image(const Image& image, int height, int width, Grid& out) {
+  if (height < 1 || width < 1)
+    return status::error(status_code::invalid_argument, "`height` (%d) and `width` (%d) must be positive", height, width);
+  if (image.width < width || image.height < height || image.width % width != 0 || image.height % height != 0 ||
+      image.rgb.size() != static_cast<std::size_t>(image.width) * image.height * 3)
+    return status::error(status_code::invalid_argument,
+                         "`image` (%dx%d pixels) is not cut into %dx%d equal cells: its sides must be multiples of "
+                         "the grid's",
+                         image.width, image.height, width, height);
+  const int pw = image.width / width, ph = image.height / height;
+  Grid g(height, width);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      long sum[3] = {0, 0, 0};
+      for (int py = 0; py < ph; ++py)
+        for (int px = 0; px < pw; ++px) {
+          const Rgb c = image.at(x * pw + px, y * ph + py);
+          sum[0] += c.r;
+          sum[1] += c.g;
+          sum[2] += c.b;
+        }
+      const double n = static_cast<double>(pw) * ph;
+      const double mean[3] = {sum[0] / n, sum[1] / n, sum[2] / n};
+      int best = 0;
+      double best_d = 0;
+      for (int t = 0; t < kCodebookSize; ++t) {
+        const Rgb c = token_rgb(t);
+        const double d = (mean[0] - c.r) * (mean[0] - c.r) + (mean[1] - c.g) * (mean[1] - c.g) +
+                         (mean[2] - c.b) * (mean[2] - c.b);
+        if (t == 0 || d < best_d) {
+          best = t;
+          best_d = d;
+        }
+      }
+      g.tokens[static_cast<std::size_t>(y) * width + x] = best;
+    }
+  out = std::move(g);
+  return gcpo::ok();
+}
+
 Image tile(const std::vector<Image>& images, const std::vector<Mark>& marks, const SheetOptions& o) {
   const int gap = std::max(0, o.gap), border = std::max(0, o.border);
   const int n = static_cast<int>(images.size());

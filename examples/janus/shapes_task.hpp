@@ -616,6 +616,13 @@ struct Image {
 /// (width * patch) x (height * patch) pixels. patch < 1 is taken as 1.
 Image decode(const Grid& grid, int patch = 8);
 
+/// The detector's view of a picture: the image is cut into `height` x `width` equal cells
+/// (its sides must be multiples of them), each cell's mean colour is taken, and the cell
+/// becomes the token whose token_rgb() is nearest in squared RGB distance (the lower token on a
+/// tie). decode(grid, patch) maps back to `grid` for any patch. This is how a model that draws
+/// pixels (a VQ decoder's pictures) is scored by the task. Fails on a size mismatch.
+status grid_of_image(const Image& image, int height, int width, Grid& out);
+
 /// A mark drawn around a tile of a sample sheet.
 enum class Mark : std::uint8_t { none, correct, incorrect };
 

@@ -922,6 +922,38 @@ TEST_CASE("decode paints flat patches", "[shapes][png]") {
   CHECK(img.at(7, 7) == token_rgb(background_token(0)));
 }
 
+TEST_CASE("grid_of_image reads a painted grid back, through noise, from any patch size", "[shapes][png]") {
+  std::mt19937 rng(7);
+  for (int patch : {1, 2, 3, 16}) {
+    Grid g(5, 7);
+    for (auto& t : g.tokens) t = static_cast<int>(rng() % codebook_size());
+    Grid back;
+    REQUIRE(grid_of_image(decode(g, patch), 5, 7, back).ok());
+    CHECK(back.tokens == g.tokens);
+    CHECK(back.height == 5);
+    CHECK(back.width == 7);
+  }
+  // A cell is its mean colour: a red cell with one stray pixel of another colour stays red, and
+  // small per-pixel noise changes nothing.
+  Grid g(4, 4);
+  g.at(2, 1) = color_token(Color::red, 1);
+  Image img = decode(g, 4);
+  img.set(4, 8, token_rgb(color_token(Color::blue, 2)));
+  for (auto& b : img.rgb) b = static_cast<std::uint8_t>(std::clamp(static_cast<int>(b) + static_cast<int>(rng() % 5) - 2, 0, 255));
+  Grid back;
+  REQUIRE(grid_of_image(img, 4, 4, back).ok());
+  CHECK(back.tokens == g.tokens);
+  // A grey between two background shades goes to one of them, never to a colour.
+  Image grey(2, 2, Rgb{216, 216, 210});
+  REQUIRE(grid_of_image(grey, 1, 1, back).ok());
+  CHECK(is_background(back.tokens[0]));
+  // Sizes that do not cut into equal cells are refused, naming the image.
+  const gcpo::status bad = grid_of_image(decode(g, 4), 3, 4, back);
+  CHECK_FALSE(bad.ok());
+  CHECK(std::string(bad.message()).find("`image`") != std::string::npos);
+  CHECK_FALSE(grid_of_image(decode(g, 4), 0, 4, back).ok());
+}
+
 TEST_CASE("sample sheet PNG is written and reads back", "[shapes][png]") {
   const auto pool = enumerate_prompts();
   std::vector<Sample> samples;
