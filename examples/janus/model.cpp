@@ -266,6 +266,40 @@ LlamaModelImpl::LlamaModelImpl(const ModelConfig& c) : cfg(c) {
   inv_freq = register_buffer("inv_freq", 1.0 / torch::pow(torch::scalar_tensor(c.rope_theta, torch::kFloat), expo));
 }
 
+namespace {
+
+/// A decoder layer whose activations are not kept for the backward pass (gradient
+/// checkpointing, as torch.utils.checkpoint's reentrant variant that the official trainer's
+/// `gradient_checkpointing_enable()` uses): the forward runs without autograd and keeps only its
+/// input; the backward runs the layer again with autograd and back-propagates through it, which
+/// accumulates the layer's parameter gradients and returns the input's. The layer has no
+/// randomness (no dropout), so the recomputation is the forward exactly.
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& bias, LlamaDecoderLayerImpl* layer,
+                               std::int64_t pos) {
+    ctx->saved_data["layer"] = reinterpret_cast<std::int64_t>(layer);
+    ctx->saved_data["pos"] = pos;
+    ctx->save_for_backward({x, cos, sin, bias});
+    return layer->forward(x, cos, sin, bias, nullptr, pos);  // autograd is off inside Function::forward
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<LlamaDecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    const torch::Tensor x = saved[0].detach().requires_grad_(true);
+    torch::Tensor y;
+    {
+      torch::AutoGradMode on(true);
+      y = layer->forward(x, saved[1], saved[2], saved[3], nullptr, ctx->saved_data["pos"].toInt());
+    }
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& x, const torch::Tensor& key_mask, std::int64_t past,
                                       KVCache* cache) {
   const std::int64_t T = x.size(1);
@@ -281,8 +315,16 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& x, const torch::Tenso
   const torch::Tensor sin = emb.sin().to(x.scalar_type());
   const torch::Tensor bias = attention_bias(key_mask, past, T).to(x.scalar_type());
   torch::Tensor h = x;
-  for (std::size_t i = 0; i < layer_refs.size(); ++i)
-    h = layer_refs[i]->forward(h, cos, sin, bias, cache ? &cache->layers[i] : nullptr, past);
+  // Checkpointing only where there is a backward pass to save memory for (a teacher-forced pass
+  // with autograd); a layer whose input needs no gradient runs plainly (its parameters would get
+  // no gradient through the checkpoint).
+  const bool checkpoint = gradient_checkpointing && cache == nullptr && torch::GradMode::is_enabled();
+  for (std::size_t i = 0; i < layer_refs.size(); ++i) {
+    if (checkpoint && h.requires_grad())
+      h = CheckpointedLayer::apply(h, cos, sin, bias, layer_refs[i].get(), past);
+    else
+      h = layer_refs[i]->forward(h, cos, sin, bias, cache ? &cache->layers[i] : nullptr, past);
+  }
   if (cache) cache->length = past + T;
   return norm(h);
 }
@@ -428,6 +470,8 @@ GenerateResult JanusModelImpl::generate(const PromptBatch& prompts, const Genera
   }
   return res;
 }
+
+void JanusModelImpl::set_gradient_checkpointing(bool on) { language_model->model->gradient_checkpointing = on; }
 
 void JanusModelImpl::freeze_generation_modules() {
   for (auto* m : {static_cast<torch::nn::Module*>(gen_embed.get()), static_cast<torch::nn::Module*>(gen_aligner.get()),

@@ -144,6 +144,8 @@ struct LlamaModelImpl : torch::nn::Module {
   RMSNorm norm{nullptr};
   std::vector<LlamaDecoderLayer> layer_refs;
   torch::Tensor inv_freq;  ///< `[hd / 2]` float32 buffer (non-persistent in HF: checkpoints hold parameters only)
+  /// Gradient checkpointing of the decoder layers (JanusModelImpl::set_gradient_checkpointing).
+  bool gradient_checkpointing = false;
   ModelConfig cfg;
 };
 TORCH_MODULE(LlamaModel);
@@ -228,6 +230,13 @@ struct JanusModelImpl : torch::nn::Module {
   /// sampling through gcpo's generation step (host or CUDA twin by the tensors' device).
   /// Runs without gradient.
   GenerateResult generate(const PromptBatch& prompts, const GenerateOptions& opt);
+
+  /// Gradient checkpointing of the language model (the official trainer's
+  /// `language_model.gradient_checkpointing_enable()`, TR L221-222): a pass with autograd keeps
+  /// only each decoder layer's input and recomputes the layer during the backward pass. The
+  /// gradients are the same; the activation memory of the teacher-forced pass drops from every
+  /// layer's intermediate tensors to one [B, T, H] tensor per layer, for one more forward pass.
+  void set_gradient_checkpointing(bool on);
 
   /// Sets requires_grad(false) on gen_embed, gen_aligner and gen_head (TR L216-219).
   void freeze_generation_modules();

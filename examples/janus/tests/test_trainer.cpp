@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -188,6 +189,59 @@ TEST_CASE("KV-cache decoding equals the full teacher-forced forward", "[model]")
   PromptBatch p2{p.ids.clone(), p.mask.clone()};
   p2.ids.masked_fill_(p2.mask.eq(0), 7);
   CHECK(max_abs_diff(m->image_logits(p2, r.tokens), tf) == 0.0);
+}
+
+TEST_CASE("gradient checkpointing gives the same gradients as the plain backward pass", "[model]") {
+  const janus::Task task(tiny_config());
+  const PromptBatch p = task.encode(mixed_prompts(), torch::kCPU);
+  const torch::Tensor tokens = torch::randint(0, shapes::codebook_size(), {4, 64}, torch::kLong);
+  const torch::Tensor probe = torch::randn({4, 64, shapes::codebook_size()});
+  // Gradients of sum(logits * probe) w.r.t. every parameter, with and without checkpointing.
+  auto grads = [&](bool checkpoint) {
+    JanusModel m = tiny_model(task, 5);
+    m->freeze_generation_modules();  // as in RL: the image embeddings need no gradient
+    m->set_gradient_checkpointing(checkpoint);
+    m->train();
+    const torch::Tensor loss = (m->image_logits(p, tokens) * probe).sum();
+    // The graph holds one checkpoint node per decoder layer (and none without the option).
+    int nodes = 0;
+    std::vector<torch::autograd::Node*> todo{loss.grad_fn().get()};
+    std::set<torch::autograd::Node*> seen;
+    while (!todo.empty()) {
+      torch::autograd::Node* n = todo.back();
+      todo.pop_back();
+      if (n == nullptr || !seen.insert(n).second) continue;
+      nodes += n->name().find("CheckpointedLayer") != std::string::npos;
+      for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
+    }
+    CHECK(nodes == (checkpoint ? 2 : 0));
+    loss.backward();
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (auto& kv : m->named_parameters())
+      if (kv.value().requires_grad()) out.emplace_back(kv.key(), kv.value().grad().defined() ? kv.value().grad().clone() : torch::Tensor());
+    return std::make_pair(loss.item<double>(), out);
+  };
+  const auto plain = grads(false);
+  const auto ckpt = grads(true);
+  CHECK(plain.first == ckpt.first);
+  REQUIRE(plain.second.size() == ckpt.second.size());
+  int with_grad = 0;
+  for (std::size_t i = 0; i < plain.second.size(); ++i) {
+    INFO(plain.second[i].first);
+    REQUIRE(plain.second[i].second.defined() == ckpt.second[i].second.defined());
+    if (!plain.second[i].second.defined()) continue;
+    ++with_grad;
+    CHECK(plain.second[i].second.abs().max().item<double>() > 0);
+    INFO("max |plain - checkpointed| = " << max_abs_diff(plain.second[i].second, ckpt.second[i].second));
+    CHECK(max_abs_diff(plain.second[i].second, ckpt.second[i].second) <= 1e-6 * (1 + plain.second[i].second.abs().max().item<double>()));
+  }
+  // Every decoder-layer weight and the text embeddings received a gradient (2 layers x 9 + embed + norm).
+  CHECK(with_grad == 2 * 9 + 2);
+  // A pass without autograd ignores the flag.
+  JanusModel m = tiny_model(task, 5);
+  m->set_gradient_checkpointing(true);
+  torch::NoGradGuard ng;
+  CHECK(max_abs_diff(m->image_logits(p, tokens), tiny_model(task, 5)->image_logits(p, tokens)) == 0.0);
 }
 
 TEST_CASE("CFG with scale 1 equals the conditional logits", "[model]") {
