@@ -10,6 +10,13 @@
 #      and the PyTorch-eager baseline (bench/baseline/torch_baseline.py);
 #   5. builds the example trainer against the machine's libtorch (in the background, from step 3 on)
 #      and runs 5 GCPO steps of the README demo with --device cuda (trainer-summary.json);
+#   5b. Janus-Pro (issue 10), with the binaries of that build: janus-hf, our `forward` against
+#      transformers' own Janus model (scripts/check_janus_transformers.py: a tiny random model in
+#      the published layout, fp32, CPU); janus-1b, the random-weight Janus-Pro-1B written by
+#      `janus_bench_pretrained write` and run in bf16 on the GPU (load time, one 576-token image
+#      with CFG and the KV cache, a teacher-forced pass, a VQ decode, peak device memory); janus-rl,
+#      `janus_bench_pretrained rl` on it: RL steps at the real shapes (N = 576, CFG 5, bf16, P 1 x
+#      G 4, 2 steps) with step time, phases, tokens/s, the operators' share and peak memory;
 #   6. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
 #      shape, dtype, time, GB/s, % of the copy bandwidth measured in the same run, floor, baseline,
 #      speed-up; the goals of issue 3 just above it.
@@ -28,6 +35,9 @@
 #      That leaves room in the 15 device minutes for a rerun, even on a fresh machine (about 2
 #      minutes to start each): run(command="GCPO_DEVICE_BUDGET_S=270 GCPO_SKIP=trainer bash scripts/device-check.sh",
 #      carry=[".device"], timeout_s=300); on a still-warm machine the build folder is reused.
+#      The Janus stages alone (the 1B directory of a previous run on a warm machine is reused):
+#      run(command="GCPO_SKIP='tests sanitizers bench baseline trainer' bash scripts/device-check.sh",
+#      carry=[".device"], timeout_s=420).
 #   What comes back from $OUT (7 files): device-check.log (everything printed), summary.txt (the
 #   full table, every shape), summary.json, bench_cuda.json (Google Benchmark JSON, merged),
 #   baseline.jsonl (one JSON line per baseline case), logs.tar.gz (build, ctest, sanitizer,
@@ -40,15 +50,18 @@
 # the time budget (listed with its reason: a stage out of time is SKIP, never FAIL). Before the
 # sanitizer stages, compute-sanitizer checks a trivial kernel: a machine where it refuses the
 # device ("Device not supported") gets memcheck/racecheck SKIP with the tool's own words. The
-# trainer stage runs last but 75 s are kept back for it from the start of its build
-# (GCPO_TRAINER_RESERVE_S). Benchmark goals that are
+# trainer stage runs after the benchmarks but 75 s are kept back for it from the start of its build
+# (GCPO_TRAINER_RESERVE_S), and 150 s more for the Janus stages, which run last
+# (GCPO_JANUS_RESERVE_S). Benchmark goals that are
 # missed do not change the exit status (benchmarks are never tests).
 #
 # Environment: GCPO_DEVICE_BUDGET_S (390), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
-#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer), GCPO_BUILD_ALL=1 (also the host
+#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer janus-hf janus-1b janus-rl),
+#   GCPO_JANUS_RESERVE_S (150), GCPO_JANUS_RL_ARGS ("--prompts 1 --group 4 --steps 2": the
+#   janus-rl stage's shape; --grad-checkpoint may be added), GCPO_BUILD_ALL=1 (also the host
 #   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
 #   Google Benchmark from .device/benchmark-src even when the carried .so loads).
 set -uo pipefail
@@ -540,17 +553,22 @@ print("\n".join(seen))' | grep .)
     ((rc == 0)) || show_tail "$LOGS/baseline.log" 8
   fi
   trainer_stage
+  janus_stages
   finish
 }
 
 # ---- 6. the example trainer with --device cuda (issue 4) ------------------------------------------
 # Configured against the libtorch of the machine's PyTorch (CUDA) in its own build folder and
 # built in the background (half the cores, niced) while the tests, sanitizers and benchmarks run;
-# then a short GCPO run from the shipped warm start on the GPU. GCPO_SKIP=trainer leaves it out.
+# then a short GCPO run from the shipped warm start on the GPU. GCPO_SKIP=trainer leaves it out
+# (the build still runs when a Janus stage wants its binaries).
 TRAINER_BUILD=${BUILD}-trainer
 TRAINER_PID=""
+TRAINER_BUILD_RC=""  # the background build's exit status once waited for (124: cut by the budget)
+JANUS_RESERVE=0      # seconds kept back for the Janus stages (section 7)
+janus_wanted() { ! skipped janus-hf || ! skipped janus-1b || ! skipped janus-rl; }
 start_trainer_build() {
-  skipped trainer && return
+  skipped trainer && ! janus_wanted && return
   ((HAVE_GPU && HAVE_TORCH)) || return
   local prefix
   prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null) || return
@@ -558,19 +576,41 @@ start_trainer_build() {
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DGCPO_BUILD_TESTS=OFF
     -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON -DGCPO_BUILD_TRAINER=ON -DCMAKE_POLICY_VERSION_MINIMUM=3.5
     -DCMAKE_PREFIX_PATH="$prefix;$DEV")
-  echo "trainer: building janus_trainer in the background ($TRAINER_BUILD, libtorch from $prefix);"
-  echo "         ${GCPO_TRAINER_RESERVE_S:-75} s of the budget kept back for its stage (GCPO_TRAINER_RESERVE_S)"
+  local targets=(janus_trainer)
+  janus_wanted && targets+=(janus_bench_pretrained)
+  skipped trainer || TRAINER_RESERVE=${GCPO_TRAINER_RESERVE_S:-75}
+  janus_wanted && JANUS_RESERVE=${GCPO_JANUS_RESERVE_S:-150}
+  echo "trainer: building ${targets[*]} in the background ($TRAINER_BUILD, libtorch from $prefix);"
+  echo "         $TRAINER_RESERVE s of the budget kept back for its stage (GCPO_TRAINER_RESERVE_S),"
+  echo "         $JANUS_RESERVE s for the Janus stages (GCPO_JANUS_RESERVE_S)"
+  # a binary there afterwards is this build's (a failed target leaves none, not last run's)
+  rm -f "$TRAINER_BUILD/examples/janus/janus_trainer" "$TRAINER_BUILD/examples/janus/janus_bench_pretrained"
   (
     export TORCH_CUDA_ARCH_LIST="${ARCH:0:1}.${ARCH:1}"
-    nice -n 5 cmake "${args[@]}" && nice -n 5 cmake --build "$TRAINER_BUILD" -j $(((JOBS + 1) / 2)) --target janus_trainer
+    nice -n 5 cmake "${args[@]}" && nice -n 5 cmake --build "$TRAINER_BUILD" -j $(((JOBS + 1) / 2)) --target "${targets[@]}" -- -k 0
   ) >"$LOGS/trainer-build.log" 2>&1 &
   TRAINER_PID=$!
-  TRAINER_RESERVE=${GCPO_TRAINER_RESERVE_S:-75}
+  TRAINER_RESERVE=$((TRAINER_RESERVE + JANUS_RESERVE))
+}
+
+# wait_trainer_build <seconds>: waits for the background build at most that long (once; later
+# calls return at once) and sets TRAINER_BUILD_RC (124 when it was still building: then stopped)
+wait_trainer_build() {
+  [[ -n $TRAINER_BUILD_RC || -z $TRAINER_PID ]] && return
+  local t=$1 t0=$SECONDS
+  while kill -0 "$TRAINER_PID" 2>/dev/null && ((SECONDS - t0 < t)); do sleep 2; done
+  if kill -0 "$TRAINER_PID" 2>/dev/null; then
+    kill -- "$TRAINER_PID" 2>/dev/null
+    TRAINER_BUILD_RC=124
+    return
+  fi
+  wait "$TRAINER_PID"
+  TRAINER_BUILD_RC=$?
 }
 
 trainer_stage() {
   section "example trainer (--device cuda)"
-  TRAINER_RESERVE=0  # what was kept back is this stage's now
+  TRAINER_RESERVE=$JANUS_RESERVE  # what was kept back for this stage is its own now; the Janus stages' is not
   if skipped trainer; then
     record trainer SKIP 0 "GCPO_SKIP"
     return
@@ -581,21 +621,20 @@ trainer_stage() {
   local t0=$SECONDS rc t
   t=$(limit 240 5)
   # wait for the background build, at most what the budget leaves
-  while kill -0 "$TRAINER_PID" 2>/dev/null && ((SECONDS - t0 < t - 40)); do sleep 2; done
-  if kill -0 "$TRAINER_PID" 2>/dev/null; then
-    kill -- "$TRAINER_PID" 2>/dev/null
+  wait_trainer_build $((t - 40))
+  rc=$TRAINER_BUILD_RC
+  if ((rc == 124)); then
     record trainer TIMEOUT $((SECONDS - t0)) "janus_trainer still building when the budget ran out (trainer-build.log)"
     show_tail "$LOGS/trainer-build.log" 15
     return
   fi
-  wait "$TRAINER_PID"
-  rc=$?
-  if ((rc != 0)); then
+  local bin=$TRAINER_BUILD/examples/janus/janus_trainer run=$BUILD/trainer-run
+  if ((rc != 0)) && [[ ! -x $bin ]]; then
     record trainer FAIL $((SECONDS - t0)) "janus_trainer build failed (exit $rc, trainer-build.log)"
     grep -E 'error|FAILED' "$LOGS/trainer-build.log" | head -n 20
     return
   fi
-  local bin=$TRAINER_BUILD/examples/janus/janus_trainer run=$BUILD/trainer-run
+  ((rc != 0)) && echo "  janus_trainer built; another target of that build failed (trainer-build.log)"
   rm -rf "$run"
   # the README demo's settings, a few steps, on the GPU
   run_limited "$(limit 60 5)" "$LOGS/trainer-run.log" "$bin" -q rl --device cuda --algo gcpo \
@@ -608,6 +647,153 @@ trainer_stage() {
   else
     record trainer FAIL $((SECONDS - t0)) "janus_trainer rl --device cuda exit $rc (trainer-run.log)"
     show_tail "$LOGS/trainer-run.log" 20
+  fi
+}
+
+# ---- 7. Janus-Pro (issue 10): our forward against transformers; the random-weight 1B in bf16 ------
+# With the binaries of the trainer build (section 6), after the trainer stage, each SKIP with its
+# reason when the budget runs out (their 150 s, GCPO_JANUS_RESERVE_S, are kept back from the start
+# of that build). Logs: janus-hf.log, janus-1b-write.log, janus-1b-run.log, janus-rl.log.
+#   janus-hf   scripts/check_janus_transformers.py --trainer janus_trainer: `forward` against
+#              transformers' JanusForConditionalGeneration (tiny, random, in the published layout;
+#              logits within 1e-4 relative, VQ images within 1 level), fp32 on the CPU
+#   janus-1b   janus_bench_pretrained write DIR --size 1b (kept as $BUILD/janus-1b: a rerun on a
+#              warm machine reuses it), then run DIR --device cuda --dtype bf16 --tokens 576
+#   janus-rl   janus_bench_pretrained rl DIR --device cuda --dtype bf16 --grid 24x24 $GCPO_JANUS_RL_ARGS
+JANUS_DIR=${BUILD}/janus-1b
+# janus_1b_dir <seconds>: the random-weight Janus-Pro-1B directory, written when absent; returns
+# the writer's status (124: out of time)
+janus_1b_dir() {
+  [[ -f $JANUS_DIR/.complete ]] && return 0
+  rm -rf "$JANUS_DIR"
+  run_limited "$1" "$LOGS/janus-1b-write.log" "$TRAINER_BUILD/examples/janus/janus_bench_pretrained" write "$JANUS_DIR" --size 1b
+  local rc=$?
+  sed 's/^/  /' "$LOGS/janus-1b-write.log" | tail -n 3
+  ((rc == 0)) && touch "$JANUS_DIR/.complete"
+  return "$rc"
+}
+
+janus_stages() {
+  section "Janus-Pro: forward vs transformers; random-weight 1B in bf16 on the GPU"
+  TRAINER_RESERVE=0
+  local bin=$TRAINER_BUILD/examples/janus/janus_trainer bench=$TRAINER_BUILD/examples/janus/janus_bench_pretrained
+  local why="" why_st=SKIP t0 rc t note
+  if ((!HAVE_GPU)); then
+    why="no GPU"
+  elif ((!HAVE_TORCH)); then
+    why="torch not importable: no libtorch to build against"
+  elif [[ -z $TRAINER_PID ]]; then
+    why="the trainer build was not started"
+  else
+    wait_trainer_build $(($(limit 240 5) - 30))  # at once when the trainer stage waited for it
+    if ((TRAINER_BUILD_RC == 124)); then
+      why="the trainer build was still running when the budget ran out (trainer-build.log)"
+      why_st=TIMEOUT
+    elif ((TRAINER_BUILD_RC != 0)); then
+      echo "trainer build: exit $TRAINER_BUILD_RC (trainer-build.log):"
+      grep -E 'error|FAILED' "$LOGS/trainer-build.log" | head -n 10
+    fi
+  fi
+  # time the later stages keep back from the earlier ones
+  local keep_rl=0 keep_1b=0
+  skipped janus-rl || keep_rl=75
+  skipped janus-1b || keep_1b=45
+
+  # (a) forward against transformers
+  if skipped janus-hf; then
+    record janus-hf SKIP 0 "GCPO_SKIP"
+  elif [[ -n $why ]]; then
+    record janus-hf "$why_st" 0 "$why"
+  elif [[ ! -x $bin ]]; then
+    record janus-hf FAIL 0 "janus_trainer was not built (trainer-build.log)"
+  elif ! note=$(python3 -c 'import transformers; print(transformers.__version__)' 2>&1); then
+    record janus-hf SKIP 0 "transformers not importable: $(echo "$note" | tail -n 1)"
+  else
+    t0=$SECONDS
+    run_limited "$(limit 60 $((keep_1b + keep_rl)))" "$LOGS/janus-hf.log" python3 "$ROOT/scripts/check_janus_transformers.py" \
+      --trainer "$bin" --workdir "$BUILD/janus-hf"
+    rc=$?
+    grep -E '^(janus_trainer forward|check_janus_transformers)' "$LOGS/janus-hf.log" | sed 's/^/  /'
+    note=$(grep -m1 '^check_janus_transformers:' "$LOGS/janus-hf.log" | sed 's/^check_janus_transformers: //' | cut -c1-240)
+    if ((rc == 0)); then
+      record janus-hf PASS $((SECONDS - t0)) "${note#PASS: }"
+    elif ((rc == 124 || rc == 137)); then
+      record janus-hf TIMEOUT $((SECONDS - t0)) "check_janus_transformers.py (janus-hf.log)"
+    else
+      record janus-hf FAIL $((SECONDS - t0)) "${note:-exit $rc} (janus-hf.log)"
+      show_tail "$LOGS/janus-hf.log" 20
+    fi
+  fi
+
+  # (b) the random-weight 1B: load, generation, teacher-forced pass, VQ decode, in bf16 on the GPU
+  if skipped janus-1b; then
+    record janus-1b SKIP 0 "GCPO_SKIP"
+  elif [[ -n $why ]]; then
+    record janus-1b "$why_st" 0 "$why"
+  elif [[ ! -x $bench ]]; then
+    record janus-1b FAIL 0 "janus_bench_pretrained was not built (trainer-build.log)"
+  else
+    t0=$SECONDS
+    note=""
+    [[ -f $JANUS_DIR/.complete ]] && note="1B directory reused; "
+    janus_1b_dir "$(limit 60 $((keep_rl + 30)))"
+    rc=$?
+    if ((rc == 0)); then
+      run_limited "$(limit 90 "$keep_rl")" "$LOGS/janus-1b-run.log" "$bench" run "$JANUS_DIR" --device cuda --dtype bf16 --tokens 576
+      rc=$?
+    fi
+    local figures
+    figures=$(python3 - "$LOGS/janus-1b-run.log" <<'PYEOF' 2>/dev/null
+import json, sys
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):text.rindex("}") + 1])
+def gb(k):
+    v = j.get(k)
+    return "%.2f GB" % (v / 1e9) if isinstance(v, (int, float)) else str(v)
+print("load %.1f s; %.2f ms per CFG token (%d tokens: %.3g images/s); teacher-forced pass %.3f s; VQ decode %.3f s; "
+      "peak CUDA allocated %s, device used %s" % (j["load_seconds"], 1e3 * j["seconds_per_token"], j["generate_tokens"],
+      j["images_per_second_estimate"], j["teacher_forced_seconds"], j["vq_decode_seconds"],
+      gb("peak_cuda_allocated_bytes"), gb("peak_device_used_bytes")))
+PYEOF
+    )
+    [[ -n $figures ]] && echo "  Janus-Pro-1B (random weights, bf16, cuda): $figures"
+    if ((rc == 0)) && [[ -n $figures ]]; then
+      record janus-1b PASS $((SECONDS - t0)) "$note$figures"
+    elif ((rc == 124 || rc == 137)); then
+      record janus-1b TIMEOUT $((SECONDS - t0)) "${note}janus_bench_pretrained write/run (janus-1b-*.log)"
+    else
+      record janus-1b FAIL $((SECONDS - t0)) "${note}janus_bench_pretrained write/run exit $rc (janus-1b-*.log)"
+      if [[ -f $LOGS/janus-1b-run.log ]]; then show_tail "$LOGS/janus-1b-run.log" 20; else show_tail "$LOGS/janus-1b-write.log" 20; fi
+    fi
+  fi
+
+  # (c) RL steps of the 1B at the real shapes, with the trainer's own code
+  if skipped janus-rl; then
+    record janus-rl SKIP 0 "GCPO_SKIP"
+  elif [[ -n $why ]]; then
+    record janus-rl "$why_st" 0 "$why"
+  elif [[ ! -x $bench ]]; then
+    record janus-rl FAIL 0 "janus_bench_pretrained was not built (trainer-build.log)"
+  else
+    t0=$SECONDS
+    local rl_args=()
+    read -r -a rl_args <<<"${GCPO_JANUS_RL_ARGS:---prompts 1 --group 4 --steps 2}"
+    janus_1b_dir "$(limit 60 30)"
+    rc=$?
+    if ((rc == 0)); then
+      run_limited "$(limit 300 5)" "$LOGS/janus-rl.log" "$bench" rl "$JANUS_DIR" --device cuda --dtype bf16 --grid 24x24 "${rl_args[@]}"
+      rc=$?
+      grep -E '^rl ' "$LOGS/janus-rl.log" | sed 's/^/  /'
+    fi
+    note=$(grep -m1 '^rl summary:' "$LOGS/janus-rl.log" 2>/dev/null | sed 's/^rl summary: //')
+    if ((rc == 0)) && [[ -n $note ]]; then
+      record janus-rl PASS $((SECONDS - t0)) "${rl_args[*]}: $note"
+    elif ((rc == 124 || rc == 137)); then
+      record janus-rl TIMEOUT $((SECONDS - t0)) "${rl_args[*]}: $(grep -c '^rl step' "$LOGS/janus-rl.log" 2>/dev/null || echo 0) steps done (janus-rl.log)"
+    else
+      record janus-rl FAIL $((SECONDS - t0)) "janus_bench_pretrained write/rl exit $rc (janus-rl.log, janus-1b-write.log)"
+      if [[ -f $LOGS/janus-rl.log ]]; then show_tail "$LOGS/janus-rl.log" 20; else show_tail "$LOGS/janus-1b-write.log" 20; fi
+    fi
   fi
 }
 
