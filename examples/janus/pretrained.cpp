@@ -26,6 +26,15 @@ void release_freed_memory() {
 #endif
 }
 
+/// `d`, once its codebook is the size config.json gives the image tokens.
+VqDecoder checked_codebook(VqDecoder d, const JanusConfig& config, const std::string& dir) {
+  if (d.shape().codebook_size != config.image_token_size)
+    throw std::runtime_error(dir + ": the VQ codebook has " + std::to_string(d.shape().codebook_size) +
+                             " entries, `gen_vision_config.params.image_token_size` says " +
+                             std::to_string(config.image_token_size));
+  return d;
+}
+
 }  // namespace
 
 ModelConfig model_config_of(const JanusConfig& c, std::int64_t grid_h, std::int64_t grid_w) {
@@ -87,13 +96,22 @@ Pretrained load_pretrained(const std::string& dir, const PretrainedOptions& opt)
     release_freed_memory();
   });
   check.finish();
-  p.vq = VqDecoder::load(vq, dir, opt.dtype, opt.device);
-  if (p.vq.shape().codebook_size != p.config.image_token_size)
-    throw std::runtime_error(dir + ": the VQ codebook has " + std::to_string(p.vq.shape().codebook_size) +
-                             " entries, `gen_vision_config.params.image_token_size` says " +
-                             std::to_string(p.config.image_token_size));
+  p.vq = checked_codebook(VqDecoder::load(vq, dir, opt.dtype, opt.device), p.config, dir);
   p.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return p;
+}
+
+VqDecoder load_vq_decoder(const std::string& dir, at::ScalarType dtype, torch::Device device) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16)
+    throw std::invalid_argument(std::string("load_vq_decoder: dtype ") + c10::toString(dtype) +
+                                " is not supported (float32 or bfloat16)");
+  const JanusConfig config = read_janus_config(dir);
+  std::map<std::string, at::Tensor> vq;
+  for_each_weight(find_weights(dir), [](const std::string& name) { return VqDecoder::wants(name); },
+                  [&](const std::string& name, at::Tensor t, const std::string&) {
+                    vq[name] = at::isFloatingType(t.scalar_type()) ? t.to(device, dtype).contiguous() : std::move(t);
+                  });
+  return checked_codebook(VqDecoder::load(vq, dir, dtype, device), config, dir);
 }
 
 namespace {

@@ -47,6 +47,11 @@ struct Pretrained {
 /// wrong shape or dtype, or not finite.
 Pretrained load_pretrained(const std::string& dir, const PretrainedOptions& opt = {});
 
+/// Only the VQ-16 decoder of `dir` (a run resumed from a checkpoint takes its language model
+/// from the checkpoint and its picture decoder from the model directory): reads config.json and
+/// only the decoder's tensors. Throws as load_pretrained.
+VqDecoder load_vq_decoder(const std::string& dir, at::ScalarType dtype = at::kFloat, torch::Device device = torch::kCPU);
+
 /// `janus_trainer forward`: reads `input` (safetensors: `prompt_ids` [B, L] int64 with BOS and
 /// the <begin_of_image> column, right-padded; `attention_mask` [B, L] int64, 0 on pads;
 /// `image_tokens` [B, N] int64), runs the model of `model_dir` in float32, and writes `output`

@@ -25,6 +25,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "ops.hpp"
+#include "pretrained.hpp"
 #include "safetensors.hpp"
 
 namespace janus {
@@ -137,7 +138,8 @@ class Progress {
   X(eval_every) X(eval_samples) X(eval_batch) X(lr) X(schedule) X(warmup) X(min_lr_ratio) X(weight_decay) X(beta1) \
   X(beta2) X(adam_eps) X(max_grad_norm) X(batch) X(uncond_prob) X(train_gen) X(algo) X(prompts) X(group)        \
   X(cfg_scale) X(temperature) X(top_k) X(top_p) X(beta) X(weight_clip) X(detach_weight) X(initial_frac)          \
-  X(gradient_frac) X(similarity_frac) X(window_start_frac) X(window_frac) X(adv_std) X(adv_eps) X(ref_embeds)
+  X(gradient_frac) X(similarity_frac) X(window_start_frac) X(window_frac) X(adv_std) X(adv_eps) X(ref_embeds)      \
+  X(model_dir) X(dtype) X(grad_checkpoint)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
@@ -193,6 +195,10 @@ void TrainConfig::validate() const {
   need(reward == "binary" || reward == "strict" || reward == "partial" || reward == "clean",
        "--reward must be binary, strict, partial or clean, not '" + reward + "'");
   need(!out.empty(), "--out must not be empty");
+  need(dtype == "f32" || dtype == "bf16", "--dtype must be f32 or bf16, not '" + dtype + "'");
+  need(model_dir.empty() || mode == "rl",
+       "--model-dir: only rl runs start from a published model (the supervised warm-start trains the task's own "
+       "codebook)");
   // Every number finite and in range (limits in train.hpp, shared with the command line).
   need_int(grid_height, "--grid", limits::min_grid, limits::max_grid);
   need_int(grid_width, "--grid", limits::min_grid, limits::max_grid);
@@ -227,7 +233,7 @@ void TrainConfig::validate() const {
                                                  std::to_string(limits::max_batch) + " rollouts per step");
   need_real(cfg_scale, "--cfg", 0.0, limits::max_cfg);
   need_real(temperature, "--temperature", 0.0, limits::max_temperature, true);
-  need_int(top_k, "--top-k", 0, shapes::codebook_size());
+  need_int(top_k, "--top-k", 0, limits::max_top_k);
   need_real(top_p, "--top-p", 0.0, 1.0, true);
   need_real(beta, "--beta", 0.0, limits::max_real);
   need_real(weight_clip, "--weight-clip", 0.0, limits::max_real);
@@ -327,6 +333,32 @@ std::vector<shapes::Grid> to_grids(const torch::Tensor& tokens, int height, int 
   const std::int64_t* p = t.data_ptr<std::int64_t>();
   for (std::int64_t b = 0; b < B; ++b) grids.push_back(shapes::Grid::from_tokens(height, width, p + b * N));
   return grids;
+}
+
+Pictures render(const torch::Tensor& tokens, int height, int width, const VqDecoder* vq, std::int64_t chunk) {
+  Pictures out;
+  if (vq == nullptr) {
+    out.grids = to_grids(tokens, height, width);
+    return out;
+  }
+  const std::int64_t B = tokens.size(0);
+  chunk = std::max<std::int64_t>(1, chunk);
+  torch::NoGradGuard ng;
+  for (std::int64_t first = 0; first < B; first += chunk) {
+    const std::int64_t n = std::min(chunk, B - first);
+    const at::Tensor rgb = VqDecoder::to_uint8_images(vq->decode(tokens.narrow(0, first, n), height, width));  // [n, Hp, Wp, 3]
+    const int hp = static_cast<int>(rgb.size(1)), wp = static_cast<int>(rgb.size(2));
+    const std::uint8_t* p = rgb.data_ptr<std::uint8_t>();
+    for (std::int64_t i = 0; i < n; ++i) {
+      shapes::Image img(wp, hp);
+      std::memcpy(img.rgb.data(), p + i * static_cast<std::int64_t>(hp) * wp * 3, img.rgb.size());
+      shapes::Grid g;
+      check_status(shapes::grid_of_image(img, height, width, g), "the detector's view of a decoded picture");
+      out.grids.push_back(std::move(g));
+      out.images.push_back(std::move(img));
+    }
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -457,9 +489,13 @@ TrainConfig checkpoint_config(const SafeTensors& st, const std::string& file) {
 
 }  // namespace
 
-void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                     const std::string& prefix, const std::string& origin) {
-  torch::NoGradGuard no_grad;
+namespace {
+
+/// The entries of `tensors` under `prefix` by parameter name, once every parameter of `model` is
+/// there with its dtype and shape, finite, and nothing else is.
+std::map<std::string, const at::Tensor*> checked_parameters(JanusModelImpl& model,
+                                                            const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                                            const std::string& prefix, const std::string& origin) {
   auto params = model.named_parameters();
   std::map<std::string, const at::Tensor*> given;
   for (const auto& kv : tensors)
@@ -475,13 +511,38 @@ void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::str
                                ", the model expects " + c10::str(kv.value().sizes()));
     check_tensor(src, kv.value().scalar_type(), kv.value().sizes(), origin, prefix + kv.key());
   }
-  for (auto& kv : params) kv.value().copy_(*given.at(kv.key()));
+  return given;
 }
 
-JanusModel load_model(const std::string& path, const torch::Device& device) {
+}  // namespace
+
+void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                     const std::string& prefix, const std::string& origin) {
+  torch::NoGradGuard no_grad;
+  const auto given = checked_parameters(model, tensors, prefix, origin);
+  for (auto& kv : model.named_parameters()) kv.value().copy_(*given.at(kv.key()));
+}
+
+JanusModel load_model(const std::string& path, const torch::Device& device, std::optional<at::ScalarType> dtype) {
   const std::string file = model_file(path);
   const SafeTensors st = load_safetensors(file);
   const ModelConfig cfg = model_config_of(st, file);
+  // The file's dtype: every floating-point tensor's (float32 or bfloat16).
+  at::ScalarType stored = at::kFloat;
+  std::string first;
+  for (const auto& kv : st.tensors) {
+    const at::ScalarType t = kv.second.scalar_type();
+    if (t != at::kFloat && t != at::kBFloat16)
+      throw std::runtime_error(file + ": parameter '" + kv.first + "' has dtype " + c10::toString(t) +
+                               ", expected F32 or BF16");
+    if (first.empty()) {
+      first = kv.first;
+      stored = t;
+    } else if (t != stored) {
+      throw std::runtime_error(file + ": parameter '" + kv.first + "' has dtype " + c10::toString(t) + " but '" + first +
+                               "' has " + c10::toString(stored) + " (one dtype per model file)");
+    }
+  }
   // Names and shapes against the config before the model is allocated (a config that claims a
   // huge model next to small tensors is refused here, not by an allocation failure).
   std::map<std::string, const at::Tensor*> have;
@@ -494,8 +555,9 @@ JanusModel load_model(const std::string& path, const torch::Device& device) {
                                ", the model config expects " + c10::str(at::IntArrayRef(e.second)));
   }
   JanusModel m(cfg);
+  m->to(stored);
   load_parameters(*m, st.tensors, "", file);
-  m->to(device);
+  m->to(device, dtype.value_or(stored));
   return m;
 }
 
@@ -521,7 +583,8 @@ nlohmann::json accuracy_json(const shapes::EvalReport& r) {
 }
 
 EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<shapes::Metadata>& prompts,
-                    std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch) {
+                    std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch,
+                    const VqDecoder* vq) {
   if (batch < 1 || samples_per_prompt < 1)
     throw UsageError("evaluation needs at least one image per prompt and per decode (batch " + std::to_string(batch) +
                      ", samples " + std::to_string(samples_per_prompt) + ")");
@@ -538,13 +601,61 @@ EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<s
     g.seed = shapes::derive_seed(gen.seed, chunk);
     g.keep_logits = false;
     const GenerateResult out = model.generate(task.encode(texts, device), g);
-    for (auto& grid : to_grids(out.tokens, task.config.height, task.config.width)) res.grids.push_back(std::move(grid));
+    Pictures pics = render(out.tokens, task.config.height, task.config.width, vq);
+    for (auto& grid : pics.grids) res.grids.push_back(std::move(grid));
+    for (auto& img : pics.images) res.images.push_back(std::move(img));
   }
   for (std::size_t i = 0; i < res.metas.size(); ++i) res.scores.push_back(shapes::score(res.grids[i], res.metas[i], task.score));
   check_status(shapes::evaluate(res.metas, res.grids, task.score, res.report), "evaluate");
   res.seconds = seconds_since(t0);
   return res;
 }
+
+namespace {
+
+/// A published model prompted with the task's words: the task's prompt vocabulary takes the
+/// first ids of the model's text vocabulary and its special ids become the model's.
+void use_task_vocabulary(ModelConfig& mc, const Task& task, const std::string& dir) {
+  if (mc.vocab_size < task.tokenizer.vocab_size())
+    throw std::runtime_error("--model-dir " + dir + ": the text vocabulary (" + std::to_string(mc.vocab_size) +
+                             " ids) is smaller than the task's prompt vocabulary (" +
+                             std::to_string(task.tokenizer.vocab_size()) + " words)");
+  mc.bos_id = shapes::PromptTokenizer::bos_id;
+  mc.pad_id = shapes::PromptTokenizer::pad_id;
+  mc.boi_id = shapes::PromptTokenizer::boi_id;
+}
+
+/// A model that draws pictures: the language and generation modules, and the VQ decoder of a
+/// published directory (null for the task's own codebook).
+struct DrawingModel {
+  JanusModel model{nullptr};
+  std::shared_ptr<VqDecoder> vq;
+};
+
+/// Everything of a published directory, at the task's grid, prompted with the task's words.
+DrawingModel load_published(const std::string& dir, const Task& task, at::ScalarType dtype, torch::Device device) {
+  PretrainedOptions po;
+  po.grid_h = task.config.height;
+  po.grid_w = task.config.width;
+  po.dtype = dtype;
+  po.device = device;
+  Pretrained p = load_pretrained(dir, po);
+  use_task_vocabulary(p.model->cfg, task, dir);
+  return {p.model, std::make_shared<VqDecoder>(std::move(p.vq))};
+}
+
+/// The VQ decoder of `dir` for model `m` (read from `origin`): its codebook must be m's image tokens.
+std::shared_ptr<VqDecoder> decoder_for(const std::string& dir, const JanusModelImpl& m, const std::string& origin,
+                                       at::ScalarType dtype, torch::Device device) {
+  auto vq = std::make_shared<VqDecoder>(load_vq_decoder(dir, dtype, device));
+  if (vq->shape().codebook_size != m.cfg.image_token_size)
+    throw std::runtime_error("--model-dir " + dir + ": the VQ codebook has " + std::to_string(vq->shape().codebook_size) +
+                             " entries, the model in " + origin + " draws " + std::to_string(m.cfg.image_token_size) +
+                             " image tokens");
+  return vq;
+}
+
+}  // namespace
 
 // ------------------------------------------------------------------------------------------
 // Trainer
@@ -557,8 +668,25 @@ Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), de
       throw std::runtime_error("--device cuda: this trainer was built without gcpo::cuda (configure with CUDA)");
     device_ = torch::Device(torch::kCUDA);
   }
-  if (!config_.init.empty()) {
-    policy_ = load_model(config_.init, device_);
+  dtype_ = config_.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  if (!config_.model_dir.empty()) {
+    // A published model: the language model and generation modules from the directory (or, on
+    // resume, from the checkpoint in `init`), the VQ decoder from the directory.
+    torch::manual_seed(shapes::derive_seed(config_.seed, kStreamInit));  // the modules' initialisation, overwritten
+    if (config_.init.empty()) {
+      DrawingModel d = load_published(config_.model_dir, task_, dtype_, device_);
+      policy_ = d.model;
+      vq_ = d.vq;
+    } else {
+      policy_ = load_model(config_.init, device_, dtype_);
+      vq_ = decoder_for(config_.model_dir, *policy_, config_.init, dtype_, device_);
+    }
+    if (policy_->cfg.image_height != task_.config.height || policy_->cfg.image_width != task_.config.width)
+      throw std::runtime_error(config_.init + " draws " + std::to_string(policy_->cfg.image_height) + "x" +
+                               std::to_string(policy_->cfg.image_width) + " grids but the task is " +
+                               std::to_string(task_.config.height) + "x" + std::to_string(task_.config.width));
+  } else if (!config_.init.empty()) {
+    policy_ = load_model(config_.init, device_, dtype_);
     if (policy_->cfg.image_height != task_.config.height || policy_->cfg.image_width != task_.config.width)
       throw std::runtime_error("--init model draws " + std::to_string(policy_->cfg.image_height) + "x" +
                                std::to_string(policy_->cfg.image_width) + " grids but the task is " +
@@ -568,13 +696,17 @@ Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), de
     torch::manual_seed(shapes::derive_seed(config_.seed, kStreamInit));
     policy_ = JanusModel(task_.model_config(config_.hidden, config_.layers, config_.heads, config_.intermediate));
     init_weights(*policy_);
-    policy_->to(device_);
+    policy_->to(device_, dtype_);
   }
+  if (config_.top_k > policy_->cfg.image_token_size)
+    throw UsageError("--top-k (" + std::to_string(config_.top_k) + ") exceeds the model's " +
+                     std::to_string(policy_->cfg.image_token_size) + " image tokens");
+  policy_->set_gradient_checkpointing(config_.grad_checkpoint);
   if (config_.mode == "rl" || !config_.train_gen) policy_->freeze_generation_modules();
   if (config_.mode == "rl") {
     // The frozen reference: a copy of the initial policy, no parameter requires grad.
     reference_ = JanusModel(policy_->cfg);
-    reference_->to(device_);
+    reference_->to(device_, dtype_);
     reference_->copy_from(*policy_);
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
     reference_->eval();
@@ -590,9 +722,18 @@ void Trainer::build_optimizer() {
       trainable_names_.push_back(kv.key());
       trainable_.push_back(kv.value());
     }
+  master_.clear();
+  if (dtype_ != at::kFloat)
+    for (const auto& p : trainable_) master_.push_back(p.detach().to(at::kFloat).clone());
   torch::optim::AdamWOptions o(config_.lr);
   o.betas(std::make_tuple(config_.beta1, config_.beta2)).eps(config_.adam_eps).weight_decay(config_.weight_decay);
-  optimizer_ = std::make_unique<torch::optim::AdamW>(trainable_, o);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(optimized(), o);
+}
+
+void Trainer::zero_grads() {
+  optimizer_->zero_grad();
+  if (!master_.empty())
+    for (auto& p : trainable_) p.mutable_grad().reset();
 }
 
 void Trainer::set_lr(double lr) {
@@ -607,8 +748,11 @@ double Trainer::checked_update(double loss) {
   if (failure_injected("nan-gradient") && trainable_.front().grad().defined())
     trainable_.front().grad().fill_(std::numeric_limits<double>::quiet_NaN());
   const double bound = config_.max_grad_norm > 0 ? config_.max_grad_norm : std::numeric_limits<double>::infinity();
+  // bf16: the model's gradients, cast to float32, become the masters' (clipped and applied there).
+  for (std::size_t i = 0; i < master_.size(); ++i)
+    master_[i].mutable_grad() = trainable_[i].grad().defined() ? trainable_[i].grad().to(at::kFloat) : torch::Tensor();
   std::vector<torch::Tensor> with_grad;
-  for (auto& p : trainable_)
+  for (auto& p : optimized())
     if (p.grad().defined()) with_grad.push_back(p);
   const double grad_norm = with_grad.empty() ? 0.0 : torch::nn::utils::clip_grad_norm_(with_grad, bound);
   const std::string at = "step " + std::to_string(step_ + 1) + ": ";
@@ -619,9 +763,13 @@ double Trainer::checked_update(double loss) {
   set_lr(lr);
   optimizer_->step();
   for (std::size_t i = 0; i < trainable_.size(); ++i)
-    if (!torch::isfinite(trainable_[i]).all().item<bool>())
+    if (!torch::isfinite(optimized()[i]).all().item<bool>())
       throw NonFiniteStep(at + "the update made parameter '" + trainable_names_[i] +
                           "' non-finite; this trainer's state is no longer usable");
+  if (!master_.empty()) {
+    torch::NoGradGuard ng;
+    for (std::size_t i = 0; i < trainable_.size(); ++i) trainable_[i].copy_(master_[i]);  // round to bf16
+  }
   ++step_;
   return config_.max_grad_norm > 0 ? grad_norm : 0.0;
 }
@@ -684,9 +832,9 @@ StepMetrics Trainer::sft_step() {
   tokens = tokens.to(device_);
 
   policy_->train();
-  const torch::Tensor logits = policy_->image_logits(batch, tokens);  // [B, N, V]
+  const torch::Tensor logits = policy_->image_logits(batch, tokens).to(torch::kFloat);  // [B, N, V]
   const torch::Tensor loss = torch::nn::functional::cross_entropy(logits.reshape({B * N, V}), tokens.reshape({B * N}));
-  optimizer_->zero_grad();
+  zero_grads();
   loss.backward();
   const double grad_norm = checked_update(loss.item<double>());
 
@@ -722,13 +870,24 @@ StepMetrics Trainer::rl_step() {
   const PromptBatch batch = task_.encode(texts, device_);
   const std::int64_t L = batch.ids.size(1);
 
+  // Phase times: on CUDA the device is synchronised at each boundary so that each phase's
+  // kernels are counted in it.
+  auto phase_end = [&](std::chrono::steady_clock::time_point start) {
+    if (device_.is_cuda()) torch::cuda::synchronize();
+    return seconds_since(start);
+  };
+  double ops_time = 0;
+
   // 2. Rollouts with CFG through gcpo's generation step; entropy collected while sampling.
   policy_->eval();
   const GenerateResult gen = policy_->generate(batch, rollout_options(step_));
-  const double sample_time = seconds_since(t0);
+  const double sample_time = phase_end(t0);
 
-  // 3. Rewards (GenEval rules on the detector's view of each grid).
-  last_grids_ = to_grids(gen.tokens, H, W);
+  // 3. Rewards (GenEval rules on the detector's view of each picture: the grid itself, or the
+  //    VQ decoder's picture read at the token grid).
+  const auto t_reward = std::chrono::steady_clock::now();
+  last_pictures_ = render(gen.tokens, H, W, vq_.get());
+  const auto& last_grids_ = last_pictures_.grids;
   last_scores_.clear();
   std::vector<float> rw;
   std::array<int, shapes::kNumTags> n_tag{}, ok_tag{};
@@ -740,6 +899,7 @@ StepMetrics Trainer::rl_step() {
     ok_tag[t] += last_scores_.back().correct ? 1 : 0;
   }
   const torch::Tensor rewards = torch::from_blob(rw.data(), {R}, torch::kFloat).clone().to(device_);
+  const double reward_time = phase_end(t_reward);
 
   // 4. Group similarity of the sampled tokens' gen_aligner(gen_embed) embeddings, advantages,
   //    critical tokens.
@@ -748,6 +908,7 @@ StepMetrics Trainer::rl_step() {
     torch::NoGradGuard ng;
     table = policy_->image_embed_table().contiguous();
   }
+  auto t_ops = std::chrono::steady_clock::now();
   const torch::Tensor sim = ops::group_similarity_from_tokens(gen.tokens, table, G);
   gcpo::advantage_options ao;
   ao.group = G;
@@ -771,31 +932,46 @@ StepMetrics Trainer::rl_step() {
     mask = sel.critical;
     critical_fraction = sel.counts.to(torch::kDouble).sum().item<double>() / static_cast<double>(R * N);
   }
+  ops_time += phase_end(t_ops);
 
-  // 5. Teacher-forced policy log-probs (with grad) and reference log-probs (section 2.8).
+  // 5. Teacher-forced policy log-probs (with grad) and reference log-probs (section 2.8). The
+  //    logits enter gcpo's operators in float32 (bf16 models: cast, with the cast's gradient).
+  const auto t_train = std::chrono::steady_clock::now();
+  double train_ops_time = 0;  // the operators' share inside the training phase
   policy_->train();
   const auto tf = policy_->teacher_forced_inputs(batch, gen.tokens);
-  const torch::Tensor logits = policy_->image_logits_from_inputs(tf.first, tf.second, L);
+  const torch::Tensor logits = policy_->image_logits_from_inputs(tf.first, tf.second, L).to(torch::kFloat);
   torch::Tensor ref_lp;
   {
     torch::NoGradGuard ng;
     const torch::Tensor ref_in =
         config_.ref_embeds == "policy" ? tf.first.detach() : reference_->teacher_forced_inputs(batch, gen.tokens).first;
-    const torch::Tensor ref_logits = reference_->image_logits_from_inputs(ref_in, tf.second, L);
+    const torch::Tensor ref_logits = reference_->image_logits_from_inputs(ref_in, tf.second, L).to(torch::kFloat);
+    t_ops = std::chrono::steady_clock::now();
+    if (device_.is_cuda()) torch::cuda::synchronize();
     ref_lp = ops::token_stats(ref_logits.contiguous(), gen.tokens).logprob;
+    train_ops_time += phase_end(t_ops);
   }
 
-  // 6. The loss and its backward through gcpo, AdamW with gradient-norm clip and LR schedule.
+  // 6. The loss and its backward through gcpo (the loss's own backward first, to dL/dlogits,
+  //    then the model's from there: the same gradients as one backward call, timed apart),
+  //    AdamW with gradient-norm clip and LR schedule.
   gcpo::loss_options lo;
   lo.algo = is_gcpo ? gcpo::algorithm::gcpo : gcpo::algorithm::grpo;
   lo.beta = config_.beta;
   lo.weight_clip = config_.weight_clip;
   lo.detach_weight = config_.detach_weight;
+  if (device_.is_cuda()) torch::cuda::synchronize();
+  t_ops = std::chrono::steady_clock::now();
   const ops::LossResult loss = ops::policy_loss(logits, gen.tokens, ref_lp, adv, mask, lo);
-  optimizer_->zero_grad();
-  loss.loss.backward();
+  const torch::Tensor dlogits = torch::autograd::grad({loss.loss}, {logits}).at(0);
+  train_ops_time += phase_end(t_ops);
+  zero_grads();
+  logits.backward(dlogits);
   const double grad_norm = checked_update(loss.loss.item<double>());
   const double lr = lr_at(config_, step_ - 1, config_.steps);
+  const double train_time = phase_end(t_train) - train_ops_time;
+  ops_time += train_ops_time;
 
   // 7. Metrics.
   const torch::Tensor stats = loss.stats.to(torch::kCPU);
@@ -825,6 +1001,9 @@ StepMetrics Trainer::rl_step() {
             {"lr", lr},
             {"grad_norm", grad_norm},
             {"sample_time", sample_time},
+            {"reward_time", reward_time},
+            {"ops_time", ops_time},
+            {"train_time", train_time},
             {"step_time", seconds_since(t0)}};
   return m;
 }
@@ -841,8 +1020,9 @@ void Trainer::save_checkpoint(const std::string& dir, const std::function<void()
     for (const auto& kv : reference_->named_parameters()) tensors.emplace_back("reference." + kv.key(), kv.value());
   auto& state = optimizer_->state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
+  for (std::size_t i = 0; i < master_.size(); ++i) tensors.emplace_back("master." + trainable_names_[i], master_[i]);
   for (std::size_t i = 0; i < trainable_.size(); ++i) {
-    auto it = state.find(optimizer_key<Key>(trainable_[i]));
+    auto it = state.find(optimizer_key<Key>(optimized()[i]));
     if (it == state.end()) continue;
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
     const std::string p = "optimizer." + trainable_names_[i] + ".";
@@ -897,6 +1077,17 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
     const at::Tensor *exp_avg, *exp_avg_sq, *max_exp_avg_sq;
   };
   std::vector<std::pair<std::size_t, OptState>> opt;
+  // bf16 runs: the float32 master weights, one per trainable parameter, finite.
+  std::vector<const at::Tensor*> masters;
+  for (std::size_t i = 0; i < master_.size(); ++i) {
+    const std::string name = "master." + trainable_names_[i];
+    known.insert(name);
+    const auto it = given.find(name);
+    if (it == given.end())
+      throw std::runtime_error(tfile + ": tensor '" + name + "' (the float32 master weight of a bf16 run) is missing");
+    check_tensor(*it->second, at::kFloat, trainable_[i].sizes(), tfile, name);
+    masters.push_back(it->second);
+  }
   for (std::size_t i = 0; i < trainable_.size(); ++i) {
     const std::string p = "optimizer." + trainable_names_[i] + ".";
     for (const char* k : {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) known.insert(p + k);
@@ -916,7 +1107,7 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
       if (!given.count(p + k)) throw std::runtime_error(tfile + ": tensor '" + p + k + "' is missing");
     o.exp_avg = given.at(p + "exp_avg");
     o.exp_avg_sq = given.at(p + "exp_avg_sq");
-    const auto& like = trainable_[i];
+    const auto& like = optimized()[i];
     check_tensor(*o.exp_avg, like.scalar_type(), like.sizes(), tfile, p + "exp_avg");
     check_tensor(*o.exp_avg_sq, like.scalar_type(), like.sizes(), tfile, p + "exp_avg_sq");
     if (o.exp_avg_sq->numel() > 0 && o.exp_avg_sq->min().item<double>() < 0)
@@ -935,16 +1126,17 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
        rng->second->numel() != at::detail::getDefaultCPUGenerator().get_state().numel()))
     throw std::runtime_error(tfile + ": tensor 'rng.torch_cpu' must be a CPU generator state (U8, " +
                              std::to_string(at::detail::getDefaultCPUGenerator().get_state().numel()) + " bytes)");
-  {
-    // Validate the policy and reference weights on scratch models before touching this trainer.
-    JanusModel scratch(policy_->cfg);
-    load_parameters(*scratch, model_st.tensors, "", mfile);
-    if (reference_) load_parameters(*scratch, st.tensors, "reference.", tfile);
-  }
+  // The policy and reference weights checked before anything of this trainer changes.
+  (void)checked_parameters(*policy_, model_st.tensors, "", mfile);
+  if (reference_) (void)checked_parameters(*reference_, st.tensors, "reference.", tfile);
 
   load_parameters(*policy_, model_st.tensors, "", mfile);
   if (reference_) load_parameters(*reference_, st.tensors, "reference.", tfile);
   build_optimizer();
+  {
+    torch::NoGradGuard ng;
+    for (std::size_t i = 0; i < masters.size(); ++i) master_[i].copy_(*masters[i]);
+  }
   auto& state = optimizer_->state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
   for (const auto& [i, o] : opt) {
@@ -953,7 +1145,7 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
     s->exp_avg(o.exp_avg->to(device_).clone());
     s->exp_avg_sq(o.exp_avg_sq->to(device_).clone());
     if (o.max_exp_avg_sq) s->max_exp_avg_sq(o.max_exp_avg_sq->to(device_).clone());
-    state[optimizer_key<Key>(trainable_[i])] = std::move(s);
+    state[optimizer_key<Key>(optimized()[i])] = std::move(s);
   }
   if (rng != given.end()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -972,12 +1164,31 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
 
 namespace {
 
-void write_sheet(const std::string& path, const std::vector<shapes::Grid>& grids,
+/// `image` enlarged `k` times (nearest neighbour).
+shapes::Image enlarged(const shapes::Image& image, int k) {
+  shapes::Image out(image.width * k, image.height * k);
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x) out.set(x, y, image.at(x / k, y / k));
+  return out;
+}
+
+/// A sample sheet: the decoded pictures when there are (small ones enlarged to at least 96
+/// pixels a side), else the grids painted; framed green / red by the scores.
+void write_sheet(const std::string& path, const std::vector<shapes::Grid>& grids, const std::vector<shapes::Image>& images,
                  const std::vector<shapes::ScoreResult>& scores, int columns) {
   std::vector<shapes::Mark> marks;
   for (const auto& s : scores) marks.push_back(shapes::mark_of(s));
   shapes::SheetOptions so;
   so.columns = columns;
+  if (!images.empty()) {
+    std::vector<shapes::Image> shown;
+    for (const auto& im : images) {
+      const int side = std::max(1, std::min(im.width, im.height));
+      shown.push_back(side >= 96 ? im : enlarged(im, (96 + side - 1) / side));
+    }
+    check_status(shapes::write_png(path, shapes::tile(shown, marks, so)), "write " + path);
+    return;
+  }
   so.patch = grids.empty() || grids[0].width >= 16 ? 6 : 10;
   check_status(shapes::write_png(path, shapes::sample_sheet(grids, marks, so)), "write " + path);
 }
@@ -1012,14 +1223,15 @@ GenerateOptions eval_options(const TrainConfig& c) {
 
 nlohmann::json run_heldout_eval(Trainer& tr, const std::string& out, Progress& progress, bool write_images) {
   const TrainConfig& c = tr.config();
-  EvalResult ev = evaluate(*tr.policy(), tr.task(), tr.task().split.heldout, c.eval_samples, eval_options(c), c.eval_batch);
+  EvalResult ev =
+      evaluate(*tr.policy(), tr.task(), tr.task().split.heldout, c.eval_samples, eval_options(c), c.eval_batch, tr.vq());
   nlohmann::json j = nlohmann::json::parse(ev.report.to_json());
   j["step"] = tr.step();
   j["seconds"] = ev.seconds;
   const std::string base = (fs::path(out) / "eval" / step_name(tr.step())).string();
   write_file_atomic(base + ".json", j.dump() + "\n");
   if (write_images) {
-    write_sheet(base + ".png", ev.grids, ev.scores, 8);
+    write_sheet(base + ".png", ev.grids, ev.images, ev.scores, 8);
     write_prompts(base + ".txt", ev.metas, ev.scores);
   }
   char line[200];
@@ -1157,6 +1369,7 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
     else if (n == "eval_samples") stored.eval_samples = given.eval_samples;
     else if (n == "eval_batch") stored.eval_batch = given.eval_batch;
     else if (n == "device") stored.device = given.device;
+    else if (n == "grad_checkpoint") stored.grad_checkpoint = given.grad_checkpoint;
     else throw UsageError("the setting '" + n + "' cannot be changed on resume");
   }
 }
@@ -1164,8 +1377,8 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
 }  // namespace
 
 const std::vector<std::string>& resumable_settings() {
-  static const std::vector<std::string> names = {"steps",      "save_every",   "image_every", "eval_every",
-                                                 "eval_samples", "eval_batch", "device"};
+  static const std::vector<std::string> names = {"steps",        "save_every", "image_every", "eval_every",
+                                                 "eval_samples", "eval_batch", "device",      "grad_checkpoint"};
   return names;
 }
 
@@ -1213,6 +1426,11 @@ int run_training(TrainConfig config, const RunOptions& o) {
       throw UsageError("--out " + config.out + " exists and is not a directory");
     if (!config.init.empty() && !fs::exists(config.init))
       throw UsageError("--init " + config.init + ": no such file or directory");
+    if (!config.model_dir.empty() && !config.init.empty())
+      throw UsageError("--init and --model-dir: give one (--model-dir starts from a published model, --init from a "
+                       "model of this trainer)");
+    if (!config.model_dir.empty() && !fs::is_directory(config.model_dir))
+      throw UsageError("--model-dir " + config.model_dir + ": no such directory");
     config.out = run.string();
     // Read and validate every input (the --init model) before anything is created on disk.
     trainer = std::make_unique<Trainer>(config);
@@ -1302,11 +1520,12 @@ int run_training(TrainConfig config, const RunOptions& o) {
       if (c.image_every > 0 && s % c.image_every == 0) {
         const std::string base = (fs::path(c.out) / "images" / step_name(s)).string();
         if (c.mode == "rl") {
-          write_sheet(base + ".png", tr.last_grids(), tr.last_scores(), static_cast<int>(c.group));
+          write_sheet(base + ".png", tr.last_pictures().grids, tr.last_pictures().images, tr.last_scores(),
+                      static_cast<int>(c.group));
           write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
         } else {
           EvalResult ev = evaluate(*tr.policy(), tr.task(), preview_prompts(tr.task()), 2, eval_options(c), c.eval_batch);
-          write_sheet(base + ".png", ev.grids, ev.scores, 2);
+          write_sheet(base + ".png", ev.grids, ev.images, ev.scores, 2);
           write_prompts(base + ".txt", ev.metas, ev.scores);
         }
       }
@@ -1388,6 +1607,27 @@ int run_training(TrainConfig config, const RunOptions& o) {
   return 0;
 }
 
+namespace {
+
+/// The model `eval` and `sample` draw with: a saved model (`model_path`), a published directory
+/// (`c.model_dir`: its language model and its VQ decoder), or both (a model trained from the
+/// directory, drawn through the directory's decoder). Sets c's grid to the model's.
+DrawingModel load_inference_model(const std::string& model_path, TrainConfig& c) {
+  if (model_path.empty() && c.model_dir.empty()) throw UsageError("give --model, --model-dir or both");
+  const torch::Device device = c.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (c.device == "cuda" && !torch::cuda::is_available()) throw UsageError("--device cuda: no CUDA device is available");
+  const at::ScalarType dtype = c.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  if (model_path.empty()) return load_published(c.model_dir, Task(c), dtype, device);
+  DrawingModel im;
+  im.model = load_model(model_path, device, dtype);
+  c.grid_height = static_cast<int>(im.model->cfg.image_height);
+  c.grid_width = static_cast<int>(im.model->cfg.image_width);
+  if (!c.model_dir.empty()) im.vq = decoder_for(c.model_dir, *im.model, model_path, dtype, device);
+  return im;
+}
+
+}  // namespace
+
 int run_eval(const std::string& model_path, const TrainConfig& config_in, const std::string& json_path,
              const std::string& png_path, const std::string& metadata_path) {
   TrainConfig c = config_in;
@@ -1405,37 +1645,35 @@ int run_eval(const std::string& model_path, const TrainConfig& config_in, const 
                                  records[i].prompt + "\"): " + st.message());
     }
   }
-  const torch::Device device = c.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  JanusModel m = load_model(model_path, device);
-  c.grid_height = static_cast<int>(m->cfg.image_height);
-  c.grid_width = static_cast<int>(m->cfg.image_width);
+  DrawingModel im = load_inference_model(model_path, c);
+  JanusModel& m = im.model;
   const Task task(c);
   m->eval();
   if (metadata_path.empty()) records = task.split.heldout;
-  EvalResult ev = evaluate(*m, task, records, c.eval_samples, eval_options(c), c.eval_batch);
+  EvalResult ev = evaluate(*m, task, records, c.eval_samples, eval_options(c), c.eval_batch, im.vq.get());
   nlohmann::json j = nlohmann::json::parse(ev.report.to_json());
-  j["model"] = model_path;
+  j["model"] = model_path.empty() ? c.model_dir : model_path;
   j["seconds"] = ev.seconds;
   j["cfg_scale"] = c.cfg_scale;
   j["samples_per_prompt"] = c.eval_samples;
   std::printf("%s\n", j.dump(2).c_str());
   if (!json_path.empty()) write_file_atomic(json_path, j.dump() + "\n");
-  if (!png_path.empty()) write_sheet(png_path, ev.grids, ev.scores, 8);
+  if (!png_path.empty()) write_sheet(png_path, ev.grids, ev.images, ev.scores, 8);
   return 0;
 }
 
 int run_sample(const std::string& model_path, const TrainConfig& config_in, const std::string& prompt, std::int64_t n,
                const std::string& png_path) {
   TrainConfig c = config_in;
-  const torch::Device device = c.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  JanusModel m = load_model(model_path, device);
-  c.grid_height = static_cast<int>(m->cfg.image_height);
-  c.grid_width = static_cast<int>(m->cfg.image_width);
+  DrawingModel im = load_inference_model(model_path, c);
+  JanusModel& m = im.model;
   const Task task(c);
   m->eval();
   GenerateOptions g = eval_options(c);
+  const torch::Device device = m->gen_embed->weight.device();
   const GenerateResult out = m->generate(task.encode(std::vector<std::string>(static_cast<std::size_t>(n), prompt), device), g);
-  const auto grids = to_grids(out.tokens, c.grid_height, c.grid_width);
+  const Pictures pics = render(out.tokens, c.grid_height, c.grid_width, im.vq.get());
+  const auto& grids = pics.grids;
   // Score when the prompt is one of the task's.
   const shapes::Metadata* meta = nullptr;
   const auto all = shapes::enumerate_prompts();
@@ -1453,7 +1691,7 @@ int run_sample(const std::string& model_path, const TrainConfig& config_in, cons
   }
   if (meta) std::printf("%d of %zu correct for \"%s\"\n", correct, grids.size(), prompt.c_str());
   else std::printf("\"%s\" is not one of the task's prompts: not scored\n", prompt.c_str());
-  write_sheet(png_path, grids, scores, 0);
+  write_sheet(png_path, grids, pics.images, scores, 0);
   std::printf("wrote %s\n", png_path.c_str());
   return 0;
 }

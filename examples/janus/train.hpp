@@ -15,6 +15,7 @@
 #include <map>
 #include <stdexcept>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 
 #include "model.hpp"
 #include "shapes_task.hpp"
+#include "vq_decoder.hpp"
 
 namespace janus {
 
@@ -45,6 +47,7 @@ constexpr std::int64_t max_hidden = 8192, max_layers = 256, max_intermediate = 6
 constexpr std::int64_t max_steps = 1000000000;
 constexpr std::int64_t max_batch = 4096;     ///< sequences per step, rollouts per step, images per decode
 constexpr std::int64_t max_samples = 10000;  ///< images per held-out prompt
+constexpr std::int64_t max_top_k = 1 << 20;   ///< --top-k (checked against the model's codebook when it is built)
 constexpr std::int64_t max_threads = 1024;
 constexpr double max_lr = 10.0, max_cfg = 100.0, max_temperature = 100.0, max_real = 1e6;
 }  // namespace limits
@@ -69,6 +72,16 @@ struct TrainConfig {
   std::int64_t heads = 4;
   std::int64_t intermediate = 0;  ///< 0: 8/3 * hidden rounded up to a multiple of 8
   std::string init;               ///< model.safetensors or checkpoint directory to start from
+  /// A published Janus-Pro directory (config.json + weights in any of the four layouts): the
+  /// policy starts from its language model and generation modules, and its VQ-16 decoder turns
+  /// image tokens into the pictures the rewards score and the sample sheets show. Fresh runs
+  /// only (a resumed run takes the weights from its checkpoint and the decoder from here).
+  std::string model_dir;
+  /// Model weights and activations: "f32" or "bf16". In bf16 the optimizer holds float32 master
+  /// copies of the trainable weights (and its moments in float32): gradients are taken in bf16,
+  /// cast to float32, clipped and applied to the masters, which are rounded back into the model.
+  std::string dtype = "f32";
+  bool grad_checkpoint = false;  ///< gradient checkpointing of the language model (RL's teacher-forced pass)
 
   // run
   std::uint64_t seed = 0;
@@ -138,12 +151,25 @@ struct Task {
 /// `[B, N]` int64 tokens (any device) -> grids.
 std::vector<shapes::Grid> to_grids(const torch::Tensor& tokens, int height, int width);
 
+/// What the rewards see and the sample sheets show of sampled image tokens.
+struct Pictures {
+  std::vector<shapes::Grid> grids;    ///< the detector's view, one per image
+  std::vector<shapes::Image> images;  ///< the VQ decoder's RGB pictures (empty without a decoder: the grids are painted)
+};
+/// `[B, height * width]` tokens -> pictures. Without `vq` the tokens are the task's codebook
+/// (to_grids). With `vq` (a published model) each image is VQ-decoded and post-processed as the
+/// official trainer does (VqDecoder::to_uint8_images), in chunks of `chunk` images, and the
+/// detector sees shapes::grid_of_image of the picture at the token grid.
+Pictures render(const torch::Tensor& tokens, int height, int width, const VqDecoder* vq, std::int64_t chunk = 8);
+
 /// Saves the model as `path` (safetensors; parameter names of the real checkpoint, the config
 /// JSON in the metadata under "config"). Atomic.
 void save_model(const std::string& path, JanusModelImpl& model);
 /// Reads a model saved by save_model (a file, or a checkpoint directory holding model.safetensors).
-/// Refuses missing or unknown names and shape mismatches.
-JanusModel load_model(const std::string& path, const torch::Device& device);
+/// Refuses missing or unknown names, shape mismatches and mixed dtypes. The model takes the
+/// file's floating-point dtype (float32 or bfloat16), or `dtype` when given.
+JanusModel load_model(const std::string& path, const torch::Device& device,
+                      std::optional<at::ScalarType> dtype = std::nullopt);
 /// Copies `tensors` into `model` by name, refusing missing, unknown and mis-shaped entries.
 void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                      const std::string& prefix, const std::string& origin);
@@ -161,14 +187,16 @@ struct EvalResult {
   shapes::EvalReport report;
   std::vector<shapes::Metadata> metas;
   std::vector<shapes::Grid> grids;
+  std::vector<shapes::Image> images;  ///< the VQ decoder's pictures (evaluate with a decoder)
   std::vector<shapes::ScoreResult> scores;
   double seconds = 0;
 };
 
 /// Samples `samples_per_prompt` images for every prompt of `prompts` (CFG decode in batches of
-/// at most `batch` images, seed derived per batch) and scores them.
+/// at most `batch` images, seed derived per batch) and scores them (render() with `vq`).
 EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<shapes::Metadata>& prompts,
-                    std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch);
+                    std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch,
+                    const VqDecoder* vq = nullptr);
 
 /// A JSON object of per-tag accuracies {"overall", "single_object", ...} of a report.
 nlohmann::json accuracy_json(const shapes::EvalReport& r);
@@ -176,8 +204,10 @@ nlohmann::json accuracy_json(const shapes::EvalReport& r);
 /// A supervised or RL training run: the policy, the frozen reference (RL), AdamW and the step.
 class Trainer {
  public:
-  /// Builds the task, the policy (from `config.init`, or fresh from the seed), the reference
-  /// (RL: a frozen copy of the initial policy) and the optimizer.
+  /// Builds the task, the policy (from `config.init`, from `config.model_dir`, or fresh from the
+  /// seed), the reference (RL: a frozen copy of the initial policy) and the optimizer. With a
+  /// model directory the task's prompt vocabulary is placed at the first ids of the model's text
+  /// vocabulary (its special ids become the model's), until the model's own tokenizer is read.
   explicit Trainer(const TrainConfig& config);
 
   /// One optimizer step (supervised or RL by `config.mode`) at `step()`; then step() + 1.
@@ -203,13 +233,18 @@ class Trainer {
   JanusModel& reference() { return reference_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   torch::Device device() const { return device_; }
+  /// The picture decoder of a model-directory run (null for the task's own codebook).
+  const VqDecoder* vq() const { return vq_.get(); }
+  /// The floating-point dtype of the model (float32 or bfloat16).
+  at::ScalarType dtype() const { return dtype_; }
 
   /// The generation options of RL step `step` (seed derived from the run seed and the step).
   GenerateOptions rollout_options(std::int64_t step) const;
   /// The prompts of RL step `step` (P records, each to be sampled G times).
   std::vector<shapes::Metadata> rl_prompts(std::int64_t step) const;
   /// The rollouts of the last RL step (for sample sheets): grids, prompts and scores.
-  const std::vector<shapes::Grid>& last_grids() const { return last_grids_; }
+  const std::vector<shapes::Grid>& last_grids() const { return last_pictures_.grids; }
+  const Pictures& last_pictures() const { return last_pictures_; }
   const std::vector<shapes::Metadata>& last_metas() const { return last_metas_; }
   const std::vector<shapes::ScoreResult>& last_scores() const { return last_scores_; }
 
@@ -221,6 +256,10 @@ class Trainer {
   double checked_update(double loss);
   void build_optimizer();
   void set_lr(double lr);
+  /// Clears the model's gradients and the master weights' (bf16).
+  void zero_grads();
+  /// What AdamW updates: the float32 masters in bf16, else the trainable parameters themselves.
+  std::vector<torch::Tensor>& optimized() { return master_.empty() ? trainable_ : master_; }
 
   TrainConfig config_;
   Task task_;
@@ -229,9 +268,12 @@ class Trainer {
   JanusModel reference_{nullptr};
   std::vector<std::string> trainable_names_;
   std::vector<torch::Tensor> trainable_;
+  std::vector<torch::Tensor> master_;  ///< float32 copies of trainable_ (bf16 runs)
+  at::ScalarType dtype_ = at::kFloat;
+  std::shared_ptr<VqDecoder> vq_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::int64_t step_ = 0;
-  std::vector<shapes::Grid> last_grids_;
+  Pictures last_pictures_;
   std::vector<shapes::Metadata> last_metas_;
   std::vector<shapes::ScoreResult> last_scores_;
 };
@@ -244,7 +286,7 @@ struct RunOptions {
   /// `resume_overrides`.
   std::string resume;
   /// Settings a resume may change (field names of TrainConfig: steps, save_every, image_every,
-  /// eval_every, eval_samples, eval_batch, device), taken from run_training's `config`.
+  /// eval_every, eval_samples, eval_batch, device, grad_checkpoint), taken from run_training's `config`.
   std::vector<std::string> resume_overrides;
   /// --out was given with --resume: it must name the run directory being resumed.
   bool out_given = false;

@@ -77,5 +77,8 @@ if(GCPO_BUILD_TRAINER)
     janus_add_test(test_janus_model_dir tests/test_model_dir.cpp)
     # the trainer's model loaded from such a directory; `forward` against an independent reference
     janus_add_test(test_janus_pretrained tests/test_pretrained.cpp)
+    # `rl --model-dir`: GCPO / GRPO at N = 576 on such a directory, pictures from its VQ decoder,
+    # bit-exact resume in float32 and bf16 (master weights), eval / sample through the decoder
+    janus_add_test(test_janus_rl_model_dir tests/test_rl_model_dir.cpp PROPERTIES TIMEOUT 900)
   endif()
 endif()

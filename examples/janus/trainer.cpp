@@ -6,6 +6,8 @@
 //   janus_trainer rl --resume runs/gcpo --steps 200                    # continue exactly (in runs/gcpo)
 //   janus_trainer eval --model runs/gcpo --json acc.json --png sheet.png
 //   janus_trainer sample --model runs/gcpo --prompt "a photo of a red circle" -n 8 --png s.png
+//   janus_trainer rl --model-dir Janus-Pro-1B --device cuda --dtype bf16 --out runs/pro  # a published model
+//   janus_trainer forward --model-dir Janus-Pro-1B --input in.safetensors --output out.safetensors
 #include <dlfcn.h>
 
 #include <cerrno>
@@ -142,7 +144,9 @@ void add_sampling_options(CLI::App* app, TrainConfig& c) {
   app->add_option("--temperature", c.temperature, "sampling temperature")
       ->check(real_in(0, limits::max_temperature, true))
       ->capture_default_str();
-  app->add_option("--top-k", c.top_k, "top-k (0: off)")->check(integer_in(0, shapes::codebook_size()))->capture_default_str();
+  app->add_option("--top-k", c.top_k, "top-k (0: off; at most the model's image tokens)")
+      ->check(integer_in(0, limits::max_top_k))
+      ->capture_default_str();
   app->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->check(real_in(0, 1, true))->capture_default_str();
 }
 
@@ -164,6 +168,7 @@ const std::map<std::string, std::string>& resume_flags() {
       {"--steps", "steps"},          {"--save-every", "save_every"},     {"--image-every", "image_every"},
       {"--eval-every", "eval_every"}, {"--eval-samples", "eval_samples"}, {"--eval-batch", "eval_batch"},
       {"--device", "device"},        {"--threads", ""},                  {"--out", ""},
+      {"--grad-checkpoint", "grad_checkpoint"},
       {"--resume", ""}};
   return flags;
 }
@@ -189,8 +194,10 @@ janus::RunOptions run_options(CLI::App* cmd, const TrainConfig& c, bool quiet, c
       if (!it->second.empty()) o.resume_overrides.push_back(it->second);
     }
     o.out_given = cmd->count("--out") > 0;
-  } else if (c.mode == "rl" && c.init.empty()) {
-    throw janus::UsageError("rl needs --init (a warm start: model.safetensors or a run directory) or --resume");
+  } else if (c.mode == "rl" && c.init.empty() && c.model_dir.empty()) {
+    throw janus::UsageError(
+        "rl needs --init (a warm start: model.safetensors or a run directory), --model-dir (a published Janus-Pro "
+        "directory) or --resume");
   }
   return o;
 }
@@ -241,6 +248,14 @@ int main(int argc, char** argv) {
   add_run_options(c_rl, rl, rl_threads);
   add_task_options(c_rl, rl, rl_grid);
   add_sampling_options(c_rl, rl);
+  c_rl->add_option("--model-dir", rl.model_dir,
+                   "start from a published Janus-Pro directory (config.json + model.safetensors / pytorch_model.bin, "
+                   "sharded or not); its VQ decoder draws the pictures (default grid 24: 384x384 pixels)");
+  c_rl->add_option("--dtype", rl.dtype, "f32 or bf16 (bf16: float32 master weights in the optimizer)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  c_rl->add_flag("--grad-checkpoint", rl.grad_checkpoint,
+                 "gradient checkpointing of the language model (less activation memory, one more forward)");
   c_rl->add_option("--algo", rl.algo, "gcpo or grpo")->check(CLI::IsMember({"gcpo", "grpo"}))->capture_default_str();
   c_rl->add_option("--prompts", rl.prompts, "P prompts per step")->check(integer_in(1, limits::max_batch))->capture_default_str();
   c_rl->add_option("--group", rl.group, "G samples per prompt")->check(integer_in(2, limits::max_batch))->capture_default_str();
@@ -265,7 +280,14 @@ int main(int argc, char** argv) {
   int ev_threads = 0;
   std::string ev_model, ev_json, ev_png, ev_metadata;
   CLI::App* c_eval = app.add_subcommand("eval", "per-tag accuracy on the held-out prompts, sample sheet PNG");
-  c_eval->add_option("--model", ev_model, "model.safetensors or run/checkpoint directory")->required();
+  std::int64_t ev_grid = 24;
+  c_eval->add_option("--model", ev_model, "model.safetensors or run/checkpoint directory");
+  c_eval->add_option("--model-dir", ev.model_dir,
+                     "a published Janus-Pro directory: its model (without --model) and its VQ decoder draw the pictures");
+  c_eval->add_option("--dtype", ev.dtype, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  c_eval->add_option("--grid", ev_grid, "image grid side of a --model-dir model (without --model)")
+      ->check(integer_in(limits::min_grid, limits::max_grid))
+      ->capture_default_str();
   c_eval->add_option("--json", ev_json, "write the report here too");
   c_eval->add_option("--png", ev_png, "sample sheet");
   c_eval->add_option("--metadata", ev_metadata, "evaluate on the records of this GenEval JSONL file instead of the held-out prompts");
@@ -285,7 +307,14 @@ int main(int argc, char** argv) {
   std::string sa_model, sa_prompt, sa_png = "sample.png";
   std::int64_t sa_n = 8;
   CLI::App* c_sample = app.add_subcommand("sample", "draw images for one prompt into a PNG sheet");
-  c_sample->add_option("--model", sa_model, "model.safetensors or run/checkpoint directory")->required();
+  std::int64_t sa_grid = 24;
+  c_sample->add_option("--model", sa_model, "model.safetensors or run/checkpoint directory");
+  c_sample->add_option("--model-dir", sa.model_dir,
+                       "a published Janus-Pro directory: its model (without --model) and its VQ decoder draw the pictures");
+  c_sample->add_option("--dtype", sa.dtype, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  c_sample->add_option("--grid", sa_grid, "image grid side of a --model-dir model (without --model)")
+      ->check(integer_in(limits::min_grid, limits::max_grid))
+      ->capture_default_str();
   c_sample->add_option("--prompt", sa_prompt, "e.g. \"a photo of a red circle\"")->required();
   c_sample->add_option("-n", sa_n, "images")->check(integer_in(1, limits::max_batch))->capture_default_str();
   c_sample->add_option("--png", sa_png, "output PNG")->capture_default_str();
@@ -327,16 +356,20 @@ int main(int argc, char** argv) {
       return janus::run_training(sft, o);
     }
     if (*c_rl) {
+      // A published model draws 384x384 pictures (24 x 24 tokens of 16 pixels) unless --grid says otherwise.
+      if (!rl.model_dir.empty() && c_rl->count("--grid") == 0) rl_grid = 24;
       rl.grid_height = rl.grid_width = static_cast<int>(rl_grid);
       const janus::RunOptions o = run_options(c_rl, rl, quiet, program);
       set_threads(rl_threads);
       return janus::run_training(rl, o);
     }
     if (*c_eval) {
+      ev.grid_height = ev.grid_width = static_cast<int>(ev_grid);
       set_threads(ev_threads);
       return janus::run_eval(ev_model, ev, ev_json, ev_png, ev_metadata);
     }
     if (*c_sample) {
+      sa.grid_height = sa.grid_width = static_cast<int>(sa_grid);
       set_threads(sa_threads);
       return janus::run_sample(sa_model, sa, sa_prompt, sa_n, sa_png);
     }
