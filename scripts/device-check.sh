@@ -35,8 +35,9 @@
 #      That leaves room in the 15 device minutes for a rerun, even on a fresh machine (about 2
 #      minutes to start each): run(command="GCPO_DEVICE_BUDGET_S=270 GCPO_SKIP=trainer bash scripts/device-check.sh",
 #      carry=[".device"], timeout_s=300); on a still-warm machine the build folder is reused.
-#      The Janus stages alone (the 1B directory of a previous run on a warm machine is reused):
-#      run(command="GCPO_SKIP='tests sanitizers bench baseline trainer' bash scripts/device-check.sh",
+#      The trainer and Janus stages alone (no main build; the trainer build, the 1B directory of
+#      a previous run on a still-warm machine are reused):
+#      run(command="GCPO_SKIP='tests sanitizers bench baseline' bash scripts/device-check.sh",
 #      carry=[".device"], timeout_s=420).
 #   What comes back from $OUT (7 files): device-check.log (everything printed), summary.txt (the
 #   full table, every shape), summary.json, bench_cuda.json (Google Benchmark JSON, merged),
@@ -51,8 +52,10 @@
 # sanitizer stages, compute-sanitizer checks a trivial kernel: a machine where it refuses the
 # device ("Device not supported") gets memcheck/racecheck SKIP with the tool's own words. The
 # trainer stage runs after the benchmarks but 75 s are kept back for it from the start of its build
-# (GCPO_TRAINER_RESERVE_S), and 150 s more for the Janus stages, which run last
-# (GCPO_JANUS_RESERVE_S). Benchmark goals that are
+# (GCPO_TRAINER_RESERVE_S). The Janus stages run last, in the time that is left (none is kept
+# back for them unless GCPO_JANUS_RESERVE_S says so: that time comes out of the tests,
+# sanitizers and benchmarks); with tests, sanitizers, bench and baseline all in GCPO_SKIP the
+# main build is skipped too and the trainer build starts at once. Benchmark goals that are
 # missed do not change the exit status (benchmarks are never tests).
 #
 # Environment: GCPO_DEVICE_BUDGET_S (390), GCPO_JOBS (nproc), GCPO_CUDA_ARCH (90),
@@ -60,7 +63,7 @@
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
 #   GCPO_SKIP (any of: tests sanitizers bench baseline trainer janus-hf janus-1b janus-rl),
-#   GCPO_JANUS_RESERVE_S (150), GCPO_JANUS_RL_ARGS ("--prompts 1 --group 4 --steps 2": the
+#   GCPO_JANUS_RESERVE_S (0), GCPO_JANUS_RL_ARGS ("--prompts 1 --group 4 --steps 2": the
 #   janus-rl stage's shape; --grad-checkpoint may be added), GCPO_BUILD_ALL=1 (also the host
 #   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
 #   Google Benchmark from .device/benchmark-src even when the carried .so loads).
@@ -328,24 +331,30 @@ main() {
     mapfile -t targets < <(ninja -C "$BUILD" -t targets all 2>/dev/null |
       sed -n 's/^cmake_object_order_depends_target_\([A-Za-z0-9_]*\): phony$/\1/p' | grep -v -x gcpo_bench_host)
   fi
-  if ((${#targets[@]})); then
-    echo "targets: ${targets[*]}"
-    run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- -k 0
+  if skipped tests && skipped sanitizers && skipped bench && skipped baseline; then
+    # nothing below needs this build (the trainer builds in its own folder): straight to the
+    # trainer build, for a run of the trainer and Janus stages alone
+    record build SKIP 0 "GCPO_SKIP: tests, sanitizers, bench and baseline all skipped"
   else
-    run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
+    if ((${#targets[@]})); then
+      echo "targets: ${targets[*]}"
+      run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" -- -k 0
+    else
+      run_limited "$t" "$LOGS/build.log" cmake --build "$BUILD" -j "$JOBS" -- -k 0
+    fi
+    rc=$?
+    ((rc == 124 || rc == 137)) && BUILD_CUT=1
+    local warnings
+    warnings=$(grep -c -E 'warning[: #]' "$LOGS/build.log")
+    if ((rc == 0)); then
+      record build PASS $((SECONDS - t0)) "$warnings warning lines (build.log in logs.tar.gz)"
+    else
+      record build "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "exit $rc; $warnings warning lines; built what it could (-k 0)"
+      grep -E 'FAILED:|error' "$LOGS/build.log" | head -n 20
+      show_tail "$LOGS/build.log" 30
+    fi
+    [[ -x $BUILD/bench/cuda/gcpo_bench_cuda ]] && echo "gcpo_bench_cuda: built" || echo "gcpo_bench_cuda: NOT built"
   fi
-  rc=$?
-  ((rc == 124 || rc == 137)) && BUILD_CUT=1
-  local warnings
-  warnings=$(grep -c -E 'warning[: #]' "$LOGS/build.log")
-  if ((rc == 0)); then
-    record build PASS $((SECONDS - t0)) "$warnings warning lines (build.log in logs.tar.gz)"
-  else
-    record build "$( ((rc == 124)) && echo TIMEOUT || echo FAIL)" $((SECONDS - t0)) "exit $rc; $warnings warning lines; built what it could (-k 0)"
-    grep -E 'FAILED:|error' "$LOGS/build.log" | head -n 20
-    show_tail "$LOGS/build.log" 30
-  fi
-  [[ -x $BUILD/bench/cuda/gcpo_bench_cuda ]] && echo "gcpo_bench_cuda: built" || echo "gcpo_bench_cuda: NOT built"
   start_trainer_build
 
   # ---- 3. tests ------------------------------------------------------------------------------------
@@ -579,7 +588,7 @@ start_trainer_build() {
   local targets=(janus_trainer)
   janus_wanted && targets+=(janus_bench_pretrained)
   skipped trainer || TRAINER_RESERVE=${GCPO_TRAINER_RESERVE_S:-75}
-  janus_wanted && JANUS_RESERVE=${GCPO_JANUS_RESERVE_S:-150}
+  janus_wanted && JANUS_RESERVE=${GCPO_JANUS_RESERVE_S:-0}
   echo "trainer: building ${targets[*]} in the background ($TRAINER_BUILD, libtorch from $prefix);"
   echo "         $TRAINER_RESERVE s of the budget kept back for its stage (GCPO_TRAINER_RESERVE_S),"
   echo "         $JANUS_RESERVE s for the Janus stages (GCPO_JANUS_RESERVE_S)"
@@ -651,9 +660,9 @@ trainer_stage() {
 }
 
 # ---- 7. Janus-Pro (issue 10): our forward against transformers; the random-weight 1B in bf16 ------
-# With the binaries of the trainer build (section 6), after the trainer stage, each SKIP with its
-# reason when the budget runs out (their 150 s, GCPO_JANUS_RESERVE_S, are kept back from the start
-# of that build). Logs: janus-hf.log, janus-1b-write.log, janus-1b-run.log, janus-rl.log.
+# With the binaries of the trainer build (section 6), after the trainer stage, in the time left
+# (GCPO_JANUS_RESERVE_S keeps some back from the start of that build), each SKIP with its reason
+# when the budget runs out. Logs: janus-hf.log, janus-1b-write.log, janus-1b-run.log, janus-rl.log.
 #   janus-hf   scripts/check_janus_transformers.py --trainer janus_trainer: `forward` against
 #              transformers' JanusForConditionalGeneration (tiny, random, in the published layout;
 #              logits within 1e-4 relative, VQ images within 1 level), fp32 on the CPU
