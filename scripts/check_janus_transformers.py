@@ -65,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import types
 
 import torch
@@ -510,6 +511,10 @@ def main():
         ok, msg = (self_test if args.self_test else transformers_check)(args)
     except SystemExit as e:
         print(f"check_janus_transformers: FAIL (set-up): {e}")
+        return 2
+    except Exception as e:  # noqa: BLE001  (an API that changed: the traceback, then the verdict)
+        traceback.print_exc()
+        print(f"check_janus_transformers: FAIL (set-up): {type(e).__name__}: {e}")
         return 2
     what = "self-test (fixture, no transformers)" if args.self_test else "janus_trainer forward vs transformers"
     print(f"check_janus_transformers: {'PASS' if ok else 'FAIL'}: {what}: {msg} ({time.time() - t0:.1f} s)")
