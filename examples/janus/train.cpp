@@ -533,14 +533,13 @@ JanusModel load_model(const std::string& path, const torch::Device& device, std:
   for (const auto& kv : st.tensors) {
     const at::ScalarType t = kv.second.scalar_type();
     if (t != at::kFloat && t != at::kBFloat16)
-      throw std::runtime_error(file + ": parameter '" + kv.first + "' has dtype " + c10::toString(t) +
-                               ", expected F32 or BF16");
+      throw std::runtime_error(file + ": tensor '" + kv.first + "' has dtype " + dtype_text(t) + ", expected F32 or BF16");
     if (first.empty()) {
       first = kv.first;
       stored = t;
     } else if (t != stored) {
-      throw std::runtime_error(file + ": parameter '" + kv.first + "' has dtype " + c10::toString(t) + " but '" + first +
-                               "' has " + c10::toString(stored) + " (one dtype per model file)");
+      throw std::runtime_error(file + ": tensor '" + kv.first + "' has dtype " + dtype_text(t) + " but '" + first +
+                               "' has " + dtype_text(stored) + " (one dtype per model file)");
     }
   }
   // Names and shapes against the config before the model is allocated (a config that claims a
@@ -748,9 +747,12 @@ double Trainer::checked_update(double loss) {
   if (failure_injected("nan-gradient") && trainable_.front().grad().defined())
     trainable_.front().grad().fill_(std::numeric_limits<double>::quiet_NaN());
   const double bound = config_.max_grad_norm > 0 ? config_.max_grad_norm : std::numeric_limits<double>::infinity();
-  // bf16: the model's gradients, cast to float32, become the masters' (clipped and applied there).
-  for (std::size_t i = 0; i < master_.size(); ++i)
+  // bf16: the model's gradients, cast to float32, become the masters' (clipped and applied
+  // there); each bf16 gradient is released once cast, so the two sets never coexist whole.
+  for (std::size_t i = 0; i < master_.size(); ++i) {
     master_[i].mutable_grad() = trainable_[i].grad().defined() ? trainable_[i].grad().to(at::kFloat) : torch::Tensor();
+    trainable_[i].mutable_grad().reset();
+  }
   std::vector<torch::Tensor> with_grad;
   for (auto& p : optimized())
     if (p.grad().defined()) with_grad.push_back(p);
@@ -770,6 +772,9 @@ double Trainer::checked_update(double loss) {
     torch::NoGradGuard ng;
     for (std::size_t i = 0; i < trainable_.size(); ++i) trainable_[i].copy_(master_[i]);  // round to bf16
   }
+  // Gradients live only from the backward pass to the update: released here, not kept (zeroed)
+  // until the next step, which would hold a gradient per trainable weight for the whole step.
+  for (auto& p : optimized()) p.mutable_grad().reset();
   ++step_;
   return config_.max_grad_norm > 0 ? grad_norm : 0.0;
 }
