@@ -2,9 +2,11 @@
 // a random-weight model directory in the published layout, then what loading and generating
 // with it costs.
 //
-//   janus_bench_pretrained write DIR [--size 1b|7b|tiny]
+//   janus_bench_pretrained write DIR [--size 1b|7b|tiny] [--layers L]
 //       config.json + model.safetensors (bf16; linear weights N(0, 0.02), norms 1, gen_embed and the
-//       codebook N(0, 1)) with every text-to-image tensor of Janus-Pro-1B (or 7B) and the VQ-16 decoder
+//       codebook N(0, 1)) with every text-to-image tensor of Janus-Pro-1B (or 7B) and the VQ-16 decoder;
+//       --layers: the real widths with L decoder layers (per-layer figures where the whole model does
+//       not fit the machine)
 //   janus_bench_pretrained run DIR [--dtype f32|bf16] [--device cpu|cuda] [--tokens K] [--threads T]
 //       loads DIR with load_pretrained (time; peak resident memory over the tensors kept), then
 //       K image tokens of one image with CFG and the KV cache (time per token; 576 tokens make an
@@ -174,10 +176,13 @@ std::string gb(std::int64_t bytes) {
   return b;
 }
 
-nlohmann::json config_json(const std::string& size) {
+/// The config of `size`; `layers` > 0 replaces its decoder-layer count (the real widths with fewer
+/// layers: per-layer costs measured where the whole model does not fit).
+nlohmann::json config_json(const std::string& size, std::int64_t layers_override) {
   std::int64_t H = 2048, layers = 24, heads = 16, inter = 5632, vocab = 102400, K = 16384;
   if (size == "7b") H = 4096, layers = 30, heads = 32, inter = 11008;
   if (size == "tiny") H = 256, layers = 2, heads = 4, inter = 688, vocab = 1000;
+  if (layers_override > 0) layers = layers_override;
   nlohmann::json j;
   j["architectures"] = {"MultiModalityCausalLM"};
   j["model_type"] = "multi_modality";
@@ -192,14 +197,14 @@ nlohmann::json config_json(const std::string& size) {
   return j;
 }
 
-int write(const std::string& dir, const std::string& size) {
+int write(const std::string& dir, const std::string& size, std::int64_t layers) {
   namespace fs = std::filesystem;
   if (fs::exists(dir) && !fs::is_empty(dir)) {
     std::fprintf(stderr, "janus_bench_pretrained: %s exists and is not empty; give a new directory\n", dir.c_str());
     return 2;
   }
   fs::create_directories(dir);
-  const nlohmann::json cfg = config_json(size);
+  const nlohmann::json cfg = config_json(size, layers);
   std::ofstream(fs::path(dir) / "config.json") << cfg.dump(2) << "\n";
   const janus::JanusConfig jc = janus::read_janus_config(dir);
   const ModelConfig mc = janus::model_config_of(jc, 24, 24);
@@ -449,7 +454,7 @@ int rl(const std::string& dir, const RlOptions& o) {
 int main(int argc, char** argv) {
   auto usage = [] {
     std::fprintf(stderr,
-                 "usage: janus_bench_pretrained write DIR [--size 1b|7b|tiny]\n"
+                 "usage: janus_bench_pretrained write DIR [--size 1b|7b|tiny] [--layers L]\n"
                  "       janus_bench_pretrained run DIR [--dtype f32|bf16] [--device cpu|cuda] [--tokens K] [--threads T]\n"
                  "       janus_bench_pretrained rl DIR [--device cpu|cuda] [--dtype f32|bf16] [--prompts P] [--group G]\n"
                  "                                 [--grid HxW] [--steps S] [--grad-checkpoint] [--threads T]\n");
@@ -458,7 +463,7 @@ int main(int argc, char** argv) {
   if (argc < 3) return usage();
   const std::string mode = argv[1], dir = argv[2];
   std::string size = "1b", dtype = "f32", device = "cpu";
-  std::int64_t tokens = 16;
+  std::int64_t tokens = 16, layers = 0;
   RlOptions ro;
   // a decimal count in [lo, hi]
   auto count = [](const std::string& v, std::int64_t lo, std::int64_t hi, std::int64_t& out) {
@@ -481,6 +486,7 @@ int main(int argc, char** argv) {
     else if (k == "--dtype" && (v == "f32" || v == "bf16")) dtype = v;
     else if (k == "--device" && (v == "cpu" || v == "cuda")) device = v;
     else if (k == "--tokens" && count(v, 1, 9999, x)) tokens = x;
+    else if (mode == "write" && k == "--layers" && count(v, 1, 256, x)) layers = x;
     else if (k == "--threads" && count(v, 1, 999, x)) at::set_num_threads(static_cast<int>(x));
     else if (mode == "rl" && k == "--prompts" && count(v, 1, 1024, x)) ro.prompts = x;
     else if (mode == "rl" && k == "--group" && count(v, 1, 1024, x)) ro.group = x;
@@ -498,7 +504,7 @@ int main(int argc, char** argv) {
   ro.device = device;
   ro.dtype = dtype;
   try {
-    if (mode == "write") return write(dir, size);
+    if (mode == "write") return write(dir, size, layers);
     if (mode == "run") return run(dir, dtype, device, tokens);
     if (mode == "rl") return rl(dir, ro);
   } catch (const std::exception& e) {
