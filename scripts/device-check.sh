@@ -682,6 +682,23 @@ janus_1b_dir() {
   return "$rc"
 }
 
+# Records Janus stage $1 as skipped or failed and returns 0 when it cannot run: named in
+# GCPO_SKIP, blocked for the reason in the caller's $why / $why_st (no GPU, no build), or its
+# binary $2 (called $3) missing.
+janus_stage_blocked() {
+  local name=$1 file=$2 what=$3
+  if skipped "$name"; then
+    record "$name" SKIP 0 "GCPO_SKIP"
+  elif [[ -n $why ]]; then
+    record "$name" "$why_st" 0 "$why"
+  elif [[ ! -x $file ]]; then
+    record "$name" FAIL 0 "$what was not built (trainer-build.log)"
+  else
+    return 1
+  fi
+  return 0
+}
+
 janus_stages() {
   section "Janus-Pro: forward vs transformers; random-weight 1B in bf16 on the GPU"
   TRAINER_RESERVE=0
@@ -709,12 +726,8 @@ janus_stages() {
   skipped janus-1b || keep_1b=45
 
   # (a) forward against transformers
-  if skipped janus-hf; then
-    record janus-hf SKIP 0 "GCPO_SKIP"
-  elif [[ -n $why ]]; then
-    record janus-hf "$why_st" 0 "$why"
-  elif [[ ! -x $bin ]]; then
-    record janus-hf FAIL 0 "janus_trainer was not built (trainer-build.log)"
+  if janus_stage_blocked janus-hf "$bin" janus_trainer; then
+    :
   elif ! note=$(python3 -c 'import transformers; print(transformers.__version__)' 2>&1); then
     record janus-hf SKIP 0 "transformers not importable: $(echo "$note" | tail -n 1)"
   else
@@ -735,13 +748,7 @@ janus_stages() {
   fi
 
   # (b) the random-weight 1B: load, generation, teacher-forced pass, VQ decode, in bf16 on the GPU
-  if skipped janus-1b; then
-    record janus-1b SKIP 0 "GCPO_SKIP"
-  elif [[ -n $why ]]; then
-    record janus-1b "$why_st" 0 "$why"
-  elif [[ ! -x $bench ]]; then
-    record janus-1b FAIL 0 "janus_bench_pretrained was not built (trainer-build.log)"
-  else
+  if ! janus_stage_blocked janus-1b "$bench" janus_bench_pretrained; then
     t0=$SECONDS
     note=""
     [[ -f $JANUS_DIR/.complete ]] && note="1B directory reused; "
@@ -777,13 +784,7 @@ PYEOF
   fi
 
   # (c) RL steps of the 1B at the real shapes, with the trainer's own code
-  if skipped janus-rl; then
-    record janus-rl SKIP 0 "GCPO_SKIP"
-  elif [[ -n $why ]]; then
-    record janus-rl "$why_st" 0 "$why"
-  elif [[ ! -x $bench ]]; then
-    record janus-rl FAIL 0 "janus_bench_pretrained was not built (trainer-build.log)"
-  else
+  if ! janus_stage_blocked janus-rl "$bench" janus_bench_pretrained; then
     t0=$SECONDS
     local rl_args=()
     read -r -a rl_args <<<"${GCPO_JANUS_RL_ARGS:---prompts 1 --group 4 --steps 2}"

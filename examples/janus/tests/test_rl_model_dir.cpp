@@ -19,6 +19,7 @@
 
 #include "pretrained.hpp"
 #include "safetensors.hpp"
+#include "test_util.hpp"
 #include "train.hpp"
 
 namespace fs = std::filesystem;
@@ -26,18 +27,10 @@ using janus::TrainConfig;
 
 namespace {
 
-const fs::path fixtures = fs::path(JANUS_TEST_DATA_DIR) / "janus_tiny";
+using janus_test::bit_equal;
+using janus_test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("janus_test_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+const fs::path fixtures = fs::path(JANUS_TEST_DATA_DIR) / "janus_tiny";
 
 /// An RL run on the fixture: 2 prompts x 4 samples, partial GenEval credit (a random model's
 /// pictures get different rewards within a group, so the advantages, and the updates, are not zero).
@@ -69,11 +62,6 @@ std::vector<nlohmann::json> metrics_of(const std::string& run) {
   std::ifstream f(fs::path(run) / "metrics.jsonl");
   for (std::string line; std::getline(f, line);) out.push_back(nlohmann::json::parse(line));
   return out;
-}
-
-bool bit_equal(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
-         torch::equal(a.contiguous().reshape({-1}).view(torch::kByte), b.contiguous().reshape({-1}).view(torch::kByte));
 }
 
 /// Every tensor of two safetensors files bitwise equal (metadata, which records the run's

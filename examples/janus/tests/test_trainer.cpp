@@ -18,6 +18,7 @@
 #include "model.hpp"
 #include "ops.hpp"
 #include "safetensors.hpp"
+#include "test_util.hpp"
 #include "train.hpp"
 
 namespace fs = std::filesystem;
@@ -28,17 +29,8 @@ using janus::TrainConfig;
 
 namespace {
 
-/// A scratch directory removed at the end of a test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("janus_test_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+using janus_test::bit_equal;
+using janus_test::TempDir;
 
 TrainConfig tiny_config(int grid = 8) {
   TrainConfig c;
@@ -71,11 +63,6 @@ std::vector<std::string> mixed_prompts() {
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
-}
-
-bool bit_equal(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
-         torch::equal(a.contiguous().reshape({-1}).view(torch::kByte), b.contiguous().reshape({-1}).view(torch::kByte));
 }
 
 bool same_parameters(torch::nn::Module& a, torch::nn::Module& b) {
