@@ -387,15 +387,6 @@ std::vector<fuzz_op> make_ops() {
                                       {"inputs.old_logp", "RN", f32, false, true, layout::contiguous},
                                       {"inputs.advantages", "R", f32, false, false, layout::contiguous},
                                       {"inputs.mask", "RN", u8, false, true, layout::contiguous}};
-  auto loss_inputs_of = [](const views_t& v) {
-    gcpo::loss_inputs in;
-    in.logp = v[0];
-    in.ref_logp = v[1];
-    in.old_logp = v[2];
-    in.advantages = v[3];
-    in.mask = v[4];
-    return in;
-  };
   auto loss_extra = [](const views_t&, const symbols&, const options& o, std::string& why) {
     return loss_options_ok(o.loss, why);
   };
@@ -406,12 +397,12 @@ std::vector<fuzz_op> make_ops() {
     op.args.push_back({"outputs.stats", stat_dims, f32, true, false, layout::contiguous});
     op.args.push_back({"outputs.weight", "RN", f32, true, true, layout::contiguous});
     op.args.push_back({"outputs.kl", "RN", f32, true, true, layout::contiguous});
-    op.call = [loss_inputs_of](const views_t& v, const options& o, gcpo::workspace) {
+    op.call = [](const views_t& v, const options& o, gcpo::workspace) {
       gcpo::loss_outputs out;
       out.stats = v[5];
       out.weight = v[6];
       out.kl = v[7];
-      return gcpo::host::gcpo_loss_forward(loss_inputs_of(v), out, o.loss);
+      return gcpo::host::gcpo_loss_forward(loss_inputs_from(v), out, o.loss);
     };
     op.extra = loss_extra;
     ops.push_back(op);
@@ -422,8 +413,8 @@ std::vector<fuzz_op> make_ops() {
     op.args = loss_args;
     op.args.push_back({"grad_loss", "1", f32, false, true, layout::contiguous});
     op.args.push_back({"grad_logp", "RN", f32, true, false, layout::contiguous});
-    op.call = [loss_inputs_of](const views_t& v, const options& o, gcpo::workspace) {
-      return gcpo::host::gcpo_loss_backward(loss_inputs_of(v), v[5], v[6], o.loss);
+    op.call = [](const views_t& v, const options& o, gcpo::workspace) {
+      return gcpo::host::gcpo_loss_backward(loss_inputs_from(v), v[5], v[6], o.loss);
     };
     op.extra = loss_extra;
     ops.push_back(op);

@@ -306,15 +306,6 @@ void operator_table::build() {
   auto loss_views = [&]() {
     return V_{floats({R, N}, -1.0), floats({R, N}, -1.1), floats({R, N}, -1.05), floats({R}), bytes({R, N}, 1)};
   };
-  auto to_loss_inputs = [](const V_& v) {
-    gcpo::loss_inputs in;
-    in.logp = v[0];
-    in.ref_logp = v[1];
-    in.old_logp = v[2];
-    in.advantages = v[3];
-    in.mask = v[4];
-    return in;
-  };
   gcpo::loss_options lo;
   lo.clipping = gcpo::ratio_clipping::ppo;
   {
@@ -324,12 +315,12 @@ void operator_table::build() {
     c.views.push_back(floats({gcpo::loss_stat_count}));
     c.views.push_back(floats({R, N}));
     c.views.push_back(floats({R, N}));
-    c.call = [lo, to_loss_inputs](const V_& v, workspace) {
+    c.call = [lo](const V_& v, workspace) {
       gcpo::loss_outputs out;
       out.stats = v[5];
       out.weight = v[6];
       out.kl = v[7];
-      return gcpo::host::gcpo_loss_forward(to_loss_inputs(v), out, lo);
+      return gcpo::host::gcpo_loss_forward(loss_inputs_from(v), out, lo);
     };
     cases_.push_back(c);
   }
@@ -339,8 +330,8 @@ void operator_table::build() {
     c.is_output.insert(c.is_output.end(), {false, true});
     c.views.push_back(floats({1}, 1.0));
     c.views.push_back(floats({R, N}));
-    c.call = [lo, to_loss_inputs](const V_& v, workspace) {
-      return gcpo::host::gcpo_loss_backward(to_loss_inputs(v), v[5], v[6], lo);
+    c.call = [lo](const V_& v, workspace) {
+      return gcpo::host::gcpo_loss_backward(loss_inputs_from(v), v[5], v[6], lo);
     };
     cases_.push_back(c);
   }

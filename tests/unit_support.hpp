@@ -38,6 +38,18 @@ constexpr float inf_f = std::numeric_limits<float>::infinity();
 constexpr double inf_d = std::numeric_limits<double>::infinity();
 const float nan_f = std::numeric_limits<float>::quiet_NaN();
 
+/// The loss inputs from views in the order logp, ref_logp, old_logp, advantages, mask (the
+/// order the hostile-input and fuzz tests list the loss's arguments in).
+inline gcpo::loss_inputs loss_inputs_from(const std::vector<gcpo::tensor_view>& v) {
+  gcpo::loss_inputs in;
+  in.logp = v.at(0);
+  in.ref_logp = v.at(1);
+  in.old_logp = v.at(2);
+  in.advantages = v.at(3);
+  in.mask = v.at(4);
+  return in;
+}
+
 /// Element-wise check through `compare` (support.hpp); prints the first mismatches.
 template <class A, class B>
 void check_close(const A& got, const B& want, double atol, double rtol, const std::string& what) {

@@ -39,14 +39,21 @@ inline status check_similarity_options(const similarity_options& opt, std::int64
   return ok();
 }
 
+/// Vectors of width D (the innermost dimension) of rank `rank` laid out as `layout`: float32 /
+/// bfloat16 / float16, each vector contiguous, positive strides.
+inline status check_vectors(const_tensor_view t, const char* name, memory_space space, int rank,
+                            const char* layout) noexcept {
+  GCPO_TRY(check_rank(t, name, rank, layout));
+  GCPO_TRY(check_space(t, name, space));
+  GCPO_TRY(check_dtype(t, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
+  GCPO_TRY(check_inner_contiguous(t, name));
+  GCPO_TRY(check_positive_strides(t, name));
+  return ok();
+}
+
 /// `embeddings` `[R, N, D]` float32 / bfloat16 / float16, rows of D contiguous, positive strides.
 inline status check_embeddings(const_tensor_view embeddings, const char* name, memory_space space) noexcept {
-  GCPO_TRY(check_rank(embeddings, name, 3, "[R, N, D]"));
-  GCPO_TRY(check_space(embeddings, name, space));
-  GCPO_TRY(check_dtype(embeddings, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
-  GCPO_TRY(check_inner_contiguous(embeddings, name));
-  GCPO_TRY(check_positive_strides(embeddings, name));
-  return ok();
+  return check_vectors(embeddings, name, space, 3, "[R, N, D]");
 }
 
 /// `tokens` `[R, N]` int32 / int64 contiguous.
@@ -60,12 +67,7 @@ inline status check_token_ids(const_tensor_view tokens, const char* name, memory
 
 /// `table` `[V, D]` float32 / bfloat16 / float16, rows contiguous, positive strides.
 inline status check_embedding_table(const_tensor_view table, const char* name, memory_space space) noexcept {
-  GCPO_TRY(check_rank(table, name, 2, "[V, D]"));
-  GCPO_TRY(check_space(table, name, space));
-  GCPO_TRY(check_dtype(table, name, {dtype::float32, dtype::bfloat16, dtype::float16}));
-  GCPO_TRY(check_inner_contiguous(table, name));
-  GCPO_TRY(check_positive_strides(table, name));
-  return ok();
+  return check_vectors(table, name, space, 2, "[V, D]");
 }
 
 inline status validate_similarity_common(std::int64_t R, std::int64_t N, const_tensor_view similarity,
