@@ -471,6 +471,18 @@ GenerateResult JanusModelImpl::generate(const PromptBatch& prompts, const Genera
   return res;
 }
 
+JanusModel make_model(const ModelConfig& c, at::ScalarType dtype) {
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "make_model: float32 or bfloat16, not ", dtype);
+  struct DefaultDtype {  // restores the default dtype however the construction ends
+    caffe2::TypeMeta saved = torch::get_default_dtype();
+    explicit DefaultDtype(at::ScalarType t) { torch::set_default_dtype(caffe2::TypeMeta::fromScalarType(t)); }
+    ~DefaultDtype() { torch::set_default_dtype(saved); }
+  } scoped(dtype);
+  JanusModel m(c);
+  m->to(dtype);  // the float32 buffers (RoPE's inv_freq) too, as a `.to(dtype)` of the whole model does
+  return m;
+}
+
 void JanusModelImpl::set_gradient_checkpointing(bool on) { language_model->model->gradient_checkpointing = on; }
 
 void JanusModelImpl::freeze_generation_modules() {

@@ -251,6 +251,12 @@ struct JanusModelImpl : torch::nn::Module {
 };
 TORCH_MODULE(JanusModel);
 
+/// A model of config `c` whose parameters are created in `dtype` (float32 or bfloat16) from the
+/// start: libtorch's default dtype is `dtype` while the modules are built, so a bf16 model is
+/// never allocated in float32 first (that would double the peak memory of loading Janus-Pro).
+/// Its values are the modules' default initialisation, to be overwritten.
+JanusModel make_model(const ModelConfig& c, at::ScalarType dtype);
+
 /// Every parameter name and shape the model must have (section 1.5), in registration order.
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_parameters(const ModelConfig& c);
 

@@ -74,8 +74,8 @@ Pretrained load_pretrained(const std::string& dir, const PretrainedOptions& opt)
   Pretrained p;
   p.config = read_janus_config(dir);
   p.files = find_weights(dir);
-  p.model = JanusModel(model_config_of(p.config, opt.grid_h, opt.grid_w));
-  p.model->to(opt.device, opt.dtype);
+  p.model = make_model(model_config_of(p.config, opt.grid_h, opt.grid_w), opt.dtype);
+  p.model->to(opt.device);
   // The model's own parameters are its list of what to load; their names are the checkpoint's.
   auto params = p.model->named_parameters();
   JanusWeightCheck check(p.config, dir);

@@ -553,8 +553,7 @@ JanusModel load_model(const std::string& path, const torch::Device& device, std:
       throw std::runtime_error(file + ": parameter '" + e.first + "' has shape " + c10::str(it->second->sizes()) +
                                ", the model config expects " + c10::str(at::IntArrayRef(e.second)));
   }
-  JanusModel m(cfg);
-  m->to(stored);
+  JanusModel m = make_model(cfg, stored);
   load_parameters(*m, st.tensors, "", file);
   m->to(device, dtype.value_or(stored));
   return m;
@@ -704,8 +703,8 @@ Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), de
   if (config_.mode == "rl" || !config_.train_gen) policy_->freeze_generation_modules();
   if (config_.mode == "rl") {
     // The frozen reference: a copy of the initial policy, no parameter requires grad.
-    reference_ = JanusModel(policy_->cfg);
-    reference_->to(device_, dtype_);
+    reference_ = make_model(policy_->cfg, dtype_);
+    reference_->to(device_);
     reference_->copy_from(*policy_);
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
     reference_->eval();
