@@ -33,6 +33,30 @@ if(GCPO_BUILD_TRAINER)
   # One precompiled <torch/torch.h> for every trainer translation unit (parsing it is most of
   # each one's compile time).
   target_precompile_headers(janus_trainer_lib PRIVATE <torch/torch.h>)
+  # Data parallelism on c10d (distributed.cpp, issue 11): its own library so that only this
+  # translation unit sees c10d's headers and their macros. Debian's libtorch has Gloo (libgloo0)
+  # but not its headers: they come with libgloo-dev. NCCL only where libtorch has it.
+  find_path(JANUS_GLOO_INCLUDE_DIR gloo/config.h)
+  find_library(JANUS_GLOO_LIBRARY gloo)
+  if(NOT JANUS_GLOO_INCLUDE_DIR OR NOT JANUS_GLOO_LIBRARY)
+    message(FATAL_ERROR "janus_dist needs Gloo's headers and library (c10d's ProcessGroupGloo.hpp includes them): "
+                        "install libgloo-dev (Debian), or set JANUS_GLOO_INCLUDE_DIR / JANUS_GLOO_LIBRARY")
+  endif()
+  add_library(janus_dist STATIC distributed.cpp)
+  target_include_directories(janus_dist PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  target_include_directories(janus_dist SYSTEM PUBLIC ${TORCH_INCLUDE_DIRS} PRIVATE ${JANUS_GLOO_INCLUDE_DIR})
+  target_compile_features(janus_dist PUBLIC cxx_std_17)
+  target_compile_definitions(janus_dist PRIVATE USE_C10D_GLOO=1)
+  target_link_libraries(janus_dist PUBLIC ${TORCH_LIBRARIES} PRIVATE ${JANUS_GLOO_LIBRARY} gcpo_project_flags)
+  if(TARGET torch_cuda AND EXISTS ${TORCH_INSTALL_PREFIX}/include/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp)
+    find_path(JANUS_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+    if(JANUS_NCCL_INCLUDE_DIR)
+      target_include_directories(janus_dist SYSTEM PRIVATE ${JANUS_NCCL_INCLUDE_DIR})
+      target_compile_definitions(janus_dist PRIVATE USE_C10D_NCCL=1)
+    endif()
+  endif()
+  target_link_libraries(janus_trainer_lib PUBLIC janus_dist)
+
   if(TARGET gcpo::cuda)
     # --device cuda runs gcpo's CUDA twins (precompiled kernels, no nvcc needed here).
     target_link_libraries(janus_trainer_lib PUBLIC gcpo::cuda)
@@ -80,5 +104,17 @@ if(GCPO_BUILD_TRAINER)
     # `rl --model-dir`: GCPO / GRPO at N = 576 on such a directory, pictures from its VQ decoder,
     # bit-exact resume in float32 and bf16 (master weights), eval / sample through the decoder
     janus_add_test(test_janus_rl_model_dir tests/test_rl_model_dir.cpp PROPERTIES TIMEOUT 900)
+    # Data parallelism (issue 11): launch variables, c10d collectives over Gloo between child
+    # processes (distributed_worker) on 127.0.0.1, a killed rank, a missing rank, scripts/launch.sh.
+    # Linked against janus_dist alone (not the whole trainer library).
+    add_executable(janus_dist_worker tests/distributed_worker.cpp)
+    target_link_libraries(janus_dist_worker PRIVATE janus_dist gcpo_project_flags)
+    add_executable(test_janus_distributed tests/test_distributed.cpp)
+    target_link_libraries(test_janus_distributed PRIVATE janus_dist gcpo_catch_main gcpo_project_flags)
+    target_compile_definitions(test_janus_distributed PRIVATE
+      JANUS_DIST_WORKER_BIN="$<TARGET_FILE:janus_dist_worker>"
+      JANUS_LAUNCH_SH="${PROJECT_SOURCE_DIR}/scripts/launch.sh")
+    add_dependencies(test_janus_distributed janus_dist_worker)
+    catch_discover_tests(test_janus_distributed TEST_PREFIX "trainer: " EXTRA_ARGS --warn NoTests PROPERTIES TIMEOUT 300)
   endif()
 endif()
