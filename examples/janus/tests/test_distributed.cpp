@@ -99,6 +99,7 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    setpgid(0, 0);  // its own process group: a deadline kills it with everything it started
     for (const char* name : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                              "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT"}) {
       unsetenv(name);
@@ -135,7 +136,7 @@ struct Exit {
   bool killed_by(int sig) const { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
 };
 
-// Waits up to `limit_s` for `pid`; SIGKILLs and reaps it past that.
+// Waits up to `limit_s` for `pid`; past that SIGKILLs its process group and reaps it.
 Exit wait_for(pid_t pid, double limit_s) {
   const auto start = Clock::now();
   Exit e;
@@ -147,7 +148,7 @@ Exit wait_for(pid_t pid, double limit_s) {
       return e;
     }
     if (e.seconds > limit_s) {
-      kill(pid, SIGKILL);
+      kill(-pid, SIGKILL);
       waitpid(pid, &e.status, 0);
       return e;
     }
