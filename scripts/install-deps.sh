@@ -10,8 +10,9 @@ pkgs=(cmake ninja-build g++ pkg-config catch2 libbenchmark-dev nlohmann-json3-de
       libcli11-dev libfmt-dev libpng-dev libstb-dev)
 for arg in "$@"; do
   case "$arg" in
-    # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower.
-    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread) ;;
+    # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower. libgloo-dev:
+    # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data parallelism, issue 11).
+    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread libgloo-dev) ;;
     --compare) pkgs+=(python3 python3-matplotlib) ;;
     *) echo "install-deps.sh: unknown option '$arg' (use --trainer and/or --compare)" >&2; exit 2 ;;
   esac
