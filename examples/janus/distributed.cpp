@@ -279,7 +279,8 @@ std::size_t ProcessGroup::all_reduce_sum(const std::vector<at::Tensor>& tensors,
   std::size_t collectives = 0;
   for (const at::ScalarType dtype : {at::kFloat, at::kDouble}) {
     const std::size_t element = dtype == at::kFloat ? 4 : 8;
-    const auto capacity = static_cast<std::int64_t>(std::max<std::size_t>((bucket_bytes != 0 ? bucket_bytes : m.options.bucket_bytes) / element, 1));
+    const std::size_t bound = bucket_bytes != 0 ? bucket_bytes : m.options.bucket_bytes;
+    const auto capacity = static_cast<std::int64_t>(std::max<std::size_t>(bound / element, 1));
     std::vector<at::Tensor> bucket;
     std::int64_t filled = 0;
     auto flush = [&] {

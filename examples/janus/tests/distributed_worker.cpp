@@ -266,7 +266,9 @@ int launch_fail(const LaunchEnv& env, int failing_rank, const std::string& dir) 
   }
   for (int waited = 0; waited < 6000; ++waited) {  // until every other rank has written its pid (60 s)
     int written = 0;
-    for (int q = 0; q < env.world_size; ++q) written += q != failing_rank && std::ifstream(dir + "/rank" + std::to_string(q) + ".pid").good();
+    for (int q = 0; q < env.world_size; ++q) {
+      written += q != failing_rank && std::ifstream(dir + "/rank" + std::to_string(q) + ".pid").good();
+    }
     if (written == env.world_size - 1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
