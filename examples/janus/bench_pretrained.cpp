@@ -8,7 +8,8 @@
 //       --layers: the real widths with L decoder layers (per-layer figures where the whole model does
 //       not fit the machine)
 //   janus_bench_pretrained run DIR [--dtype f32|bf16] [--device cpu|cuda] [--tokens K] [--threads T]
-//       loads DIR with load_pretrained (time; peak resident memory over the tensors kept), then
+//       loads DIR with load_pretrained (time; peak resident memory over the tensors kept; --tokens 0:
+//       only that), then
 //       K image tokens of one image with CFG and the KV cache (time per token; 576 tokens make an
 //       image), one teacher-forced pass over a prompt of 16 and N = 576 image tokens (time),
 //       one VQ decode of 24 x 24 tokens (time); on CUDA the peak device memory; prints one JSON object
@@ -246,7 +247,7 @@ int run(const std::string& dir, const std::string& dtype_name, const std::string
   opt.dtype = dtype;
   opt.device = device;
   opt.grid_h = 1;  // generate() draws grid_h * grid_w tokens: `tokens` of them here (the cost of a
-  opt.grid_w = tokens;  // token hardly depends on its position: the weights dominate)
+  opt.grid_w = std::max<std::int64_t>(tokens, 1);  // token hardly depends on its position: the weights dominate)
   janus::Pretrained p = janus::load_pretrained(dir, opt);
   std::int64_t kept = 0;
   for (const auto& t : p.model->parameters()) kept += t.numel() * t.element_size();
@@ -267,6 +268,10 @@ int run(const std::string& dir, const std::string& dtype_name, const std::string
   out["peak_rss"] = peak_rss();
   if (device_name == "cpu") out["peak_over_kept"] = static_cast<double>(peak_rss() - rss0) / static_cast<double>(kept);
   out["model_parameters"] = janus::count_parameters(*p.model);
+  if (tokens == 0) {  // --tokens 0: the load alone
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
 
   torch::NoGradGuard no_grad;
   const ModelConfig& c = p.model->cfg;
@@ -485,7 +490,7 @@ int main(int argc, char** argv) {
     if (k == "--size" && (v == "1b" || v == "7b" || v == "tiny")) size = v;
     else if (k == "--dtype" && (v == "f32" || v == "bf16")) dtype = v;
     else if (k == "--device" && (v == "cpu" || v == "cuda")) device = v;
-    else if (k == "--tokens" && count(v, 1, 9999, x)) tokens = x;
+    else if (k == "--tokens" && count(v, 0, 9999, x)) tokens = x;
     else if (mode == "write" && k == "--layers" && count(v, 1, 256, x)) layers = x;
     else if (k == "--threads" && count(v, 1, 999, x)) at::set_num_threads(static_cast<int>(x));
     else if (mode == "rl" && k == "--prompts" && count(v, 1, 1024, x)) ro.prompts = x;

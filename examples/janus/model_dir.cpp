@@ -321,7 +321,7 @@ bool JanusWeightCheck::check(const std::string& name, const at::Tensor& t, const
     fail(std::string("has dtype ") + c10::toString(t.scalar_type()) + "; a floating-point dtype is required");
   if (t.sizes() != at::IntArrayRef(e->second))
     fail("has shape " + c10::str(t.sizes()) + ", config.json gives " + c10::str(at::IntArrayRef(e->second)));
-  if (t.numel() && !at::isfinite(t).all().item<bool>()) fail("holds NaN or infinite values");
+  if (!all_finite(t)) fail("holds NaN or infinite values");
   seen_.insert(name);
   return true;
 }

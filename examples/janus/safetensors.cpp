@@ -205,6 +205,15 @@ std::map<std::string, std::string> read_safetensors(const std::string& path,
   return metadata;
 }
 
+bool all_finite(const at::Tensor& t) {
+  if (!at::isFloatingType(t.scalar_type()) || t.numel() == 0) return true;
+  const at::Tensor flat = t.reshape({-1});
+  constexpr std::int64_t chunk = std::int64_t{1} << 22;
+  for (std::int64_t i = 0; i < flat.numel(); i += chunk)
+    if (!at::isfinite(flat.narrow(0, i, std::min(chunk, flat.numel() - i))).all().item<bool>()) return false;
+  return true;
+}
+
 SafeTensors load_safetensors(const std::string& path, const std::function<bool(const std::string&)>& want) {
   SafeTensors out;
   out.metadata = read_safetensors(path, want, [&](const std::string& name, at::Tensor t) {

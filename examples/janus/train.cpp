@@ -397,7 +397,7 @@ void check_tensor(const at::Tensor& t, at::ScalarType dtype, at::IntArrayRef sha
   if (t.sizes() != shape)
     throw std::runtime_error(file + ": tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", expected " +
                              c10::str(shape));
-  if (at::isFloatingType(t.scalar_type()) && t.numel() > 0 && !torch::isfinite(t).all().item<bool>())
+  if (!all_finite(t))
     throw std::runtime_error(file + ": tensor '" + name + "' holds " +
                              std::to_string(t.numel() - torch::isfinite(t).sum().item<std::int64_t>()) +
                              " non-finite values (NaN or infinity)");

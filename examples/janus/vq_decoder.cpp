@@ -5,6 +5,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "safetensors.hpp"
+
 namespace janus {
 
 namespace {
@@ -38,7 +40,7 @@ class Taker {
       fail(name, "has shape " + c10::str(t.sizes()) + ", expected " + c10::str(at::IntArrayRef(shape)) +
                      (any ? " (0: any)" : ""));
     }
-    if (t.numel() && !at::isfinite(t).all().item<bool>()) fail(name, "holds NaN or infinite values");
+    if (!all_finite(t)) fail(name, "holds NaN or infinite values");
     taken_.insert(name);
     return t;
   }

@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -362,6 +364,25 @@ TEST_CASE("safetensors round trip is bit-exact", "[checkpoint]") {
   for (const auto& e : fs::directory_iterator(dir.path)) CHECK(e.path().filename() == "a.safetensors");
   fs::resize_file(dir / "a.safetensors", fs::file_size(dir / "a.safetensors") - 3);
   CHECK_THROWS_WITH(janus::load_safetensors(dir / "a.safetensors"), Catch::Contains("a.safetensors"));
+}
+
+TEST_CASE("all_finite finds a NaN or an infinity anywhere, chunk boundaries and the last element included",
+          "[checkpoint]") {
+  const std::int64_t n = (std::int64_t{1} << 23) + 5;  // two whole 4M-element chunks and a partial one
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    torch::Tensor t = torch::ones({n}, dtype);
+    CHECK(janus::all_finite(t));
+    CHECK(janus::all_finite(t.view({1, -1})));
+    for (const std::int64_t at : {std::int64_t{0}, (std::int64_t{1} << 22) - 1, std::int64_t{1} << 22, n - 1})
+      for (const double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()}) {
+        INFO("element " << at << " = " << bad);
+        torch::Tensor u = t.clone();
+        u[at] = bad;
+        CHECK_FALSE(janus::all_finite(u));
+      }
+  }
+  CHECK(janus::all_finite(torch::zeros({0})));
+  CHECK(janus::all_finite(torch::full({3}, 7, torch::kLong)));  // not floating point: nothing to check
 }
 
 TEST_CASE("model files and trainer checkpoints round trip bit-exactly", "[checkpoint]") {
