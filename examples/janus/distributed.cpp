@@ -66,6 +66,21 @@ bool is_loopback(const std::string& addr) {
   return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
 }
 
+/// A flat tensor of `world_size` shards (`full`) and one shard (`shard`) of a reduce-scatter or an
+/// all-gather: both flat and contiguous, one dtype, full.numel() = world_size * shard.numel().
+void check_shards(const char* op, const at::Tensor& full, const char* full_name, const at::Tensor& shard,
+                  const char* shard_name, int world_size) {
+  const std::string where = std::string("janus::dist::") + op + ": ";
+  if (full.dim() != 1 || shard.dim() != 1 || !full.is_contiguous() || !shard.is_contiguous())
+    throw std::invalid_argument(where + "input and output must be flat contiguous tensors");
+  if (full.scalar_type() != shard.scalar_type())
+    throw std::invalid_argument(where + "output dtype must equal input dtype");
+  if (full.numel() != shard.numel() * world_size)
+    throw std::invalid_argument(where + full_name + ".numel() (" + std::to_string(full.numel()) +
+                                ") must equal world_size (" + std::to_string(world_size) + ") * " + shard_name +
+                                ".numel() (" + std::to_string(shard.numel()) + ")");
+}
+
 }  // namespace
 
 std::optional<LaunchEnv> LaunchEnv::from_lookup(const std::function<const char*(const char*)>& get) {
@@ -390,18 +405,8 @@ void ProcessGroup::reduce_scatter_sum(const at::Tensor& input, const at::Tensor&
   const Impl& m = *impl_;
   m.check_tensor("reduce_scatter_sum", "input", input, true);
   m.check_tensor("reduce_scatter_sum", "output", output, true);
-  if (input.dim() != 1 || output.dim() != 1 || !input.is_contiguous() || !output.is_contiguous()) {
-    throw std::invalid_argument("janus::dist::reduce_scatter_sum: input and output must be flat contiguous tensors");
-  }
-  if (input.scalar_type() != output.scalar_type()) {
-    throw std::invalid_argument("janus::dist::reduce_scatter_sum: output dtype must equal input dtype");
-  }
+  check_shards("reduce_scatter_sum", input, "input", output, "output", m.env.world_size);
   const std::int64_t shard = output.numel();
-  if (input.numel() != shard * m.env.world_size) {
-    throw std::invalid_argument("janus::dist::reduce_scatter_sum: input.numel() (" + std::to_string(input.numel()) +
-                                ") must equal world_size (" + std::to_string(m.env.world_size) +
-                                ") * output.numel() (" + std::to_string(shard) + ")");
-  }
   torch::NoGradGuard no_grad;
   if (m.backend == "nccl") {
     std::vector<at::Tensor> outputs{output};
@@ -423,18 +428,8 @@ void ProcessGroup::all_gather(const at::Tensor& input, const at::Tensor& output)
   const Impl& m = *impl_;
   m.check_tensor("all_gather", "input", input, false);
   m.check_tensor("all_gather", "output", output, false);
-  if (input.dim() != 1 || output.dim() != 1 || !input.is_contiguous() || !output.is_contiguous()) {
-    throw std::invalid_argument("janus::dist::all_gather: input and output must be flat contiguous tensors");
-  }
-  if (input.scalar_type() != output.scalar_type()) {
-    throw std::invalid_argument("janus::dist::all_gather: output dtype must equal input dtype");
-  }
+  check_shards("all_gather", output, "output", input, "input", m.env.world_size);
   const std::int64_t shard = input.numel();
-  if (output.numel() != shard * m.env.world_size) {
-    throw std::invalid_argument("janus::dist::all_gather: output.numel() (" + std::to_string(output.numel()) +
-                                ") must equal world_size (" + std::to_string(m.env.world_size) +
-                                ") * input.numel() (" + std::to_string(shard) + ")");
-  }
   torch::NoGradGuard no_grad;
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int r = 0; r < m.env.world_size; ++r) outputs[0].push_back(output.narrow(0, r * shard, shard));
