@@ -876,6 +876,10 @@ StepMetrics Trainer::rl_step() {
 
   // Phase times: on CUDA the device is synchronised at each boundary so that each phase's
   // kernels are counted in it.
+  auto synced_now = [&] {  // the device idle, then the clock: what follows is timed alone
+    if (device_.is_cuda()) torch::cuda::synchronize();
+    return std::chrono::steady_clock::now();
+  };
   auto phase_end = [&](std::chrono::steady_clock::time_point start) {
     if (device_.is_cuda()) torch::cuda::synchronize();
     return seconds_since(start);
@@ -912,7 +916,7 @@ StepMetrics Trainer::rl_step() {
     torch::NoGradGuard ng;
     table = policy_->image_embed_table().contiguous();
   }
-  auto t_ops = std::chrono::steady_clock::now();
+  auto t_ops = synced_now();
   const torch::Tensor sim = ops::group_similarity_from_tokens(gen.tokens, table, G);
   gcpo::advantage_options ao;
   ao.group = G;
@@ -951,8 +955,7 @@ StepMetrics Trainer::rl_step() {
     const torch::Tensor ref_in =
         config_.ref_embeds == "policy" ? tf.first.detach() : reference_->teacher_forced_inputs(batch, gen.tokens).first;
     const torch::Tensor ref_logits = reference_->image_logits_from_inputs(ref_in, tf.second, L).to(torch::kFloat);
-    t_ops = std::chrono::steady_clock::now();
-    if (device_.is_cuda()) torch::cuda::synchronize();
+    t_ops = synced_now();  // the reference pass's kernels are training time, not the operators'
     ref_lp = ops::token_stats(ref_logits.contiguous(), gen.tokens).logprob;
     train_ops_time += phase_end(t_ops);
   }
@@ -965,8 +968,7 @@ StepMetrics Trainer::rl_step() {
   lo.beta = config_.beta;
   lo.weight_clip = config_.weight_clip;
   lo.detach_weight = config_.detach_weight;
-  if (device_.is_cuda()) torch::cuda::synchronize();
-  t_ops = std::chrono::steady_clock::now();
+  t_ops = synced_now();
   const ops::LossResult loss = ops::policy_loss(logits, gen.tokens, ref_lp, adv, mask, lo);
   const torch::Tensor dlogits = torch::autograd::grad({loss.loss}, {logits}).at(0);
   train_ops_time += phase_end(t_ops);
