@@ -543,6 +543,51 @@ TEST_CASE("generation_step: greedy limits, -inf and NaN", "[sampling]") {
   }
 }
 
+TEST_CASE("generation_step: first_row makes a split batch draw what the whole one does", "[sampling]") {
+  // Rows [a, b) drawn alone with first_row = a are bitwise rows [a, b) of the whole batch: the
+  // Philox row counter is first_row + r (data parallelism: each process draws its global rows).
+  const std::int64_t R = 12, V = 300;
+  std::mt19937_64 rng(21);
+  const std::vector<float> cond = normal(rng, static_cast<std::size_t>(R * V), 0.0, 2.0);
+  const std::vector<float> uncond = normal(rng, static_cast<std::size_t>(R * V), 0.0, 2.0);
+  gcpo::sampling_options o;
+  o.seed = 77;
+  o.step = 5;
+  o.cfg_scale = 3.0f;
+  o.top_k = 40;
+  o.top_p = 0.8f;
+  auto run = [&](std::int64_t first, std::int64_t rows, std::uint64_t first_row) {
+    step_io<float> io;
+    io.tokens.assign(static_cast<std::size_t>(rows), -1);
+    io.logprob.assign(static_cast<std::size_t>(rows), -99.0f);
+    io.entropy.assign(static_cast<std::size_t>(rows), -99.0f);
+    gcpo::sampling_options oo = o;
+    oo.first_row = first_row;
+    host_workspace ws(gcpo::generation_step_workspace_bytes(rows, V));
+    GCPO_REQUIRE_OK(gcpo::host::generation_step(
+        gcpo::make_view(cond.data() + first * V, {rows, V}), gcpo::make_view(uncond.data() + first * V, {rows, V}),
+        view(io.tokens, {rows}), view(io.logprob, {rows}), view(io.entropy, {rows}), oo, ws.get()));
+    return io;
+  };
+  const auto whole = run(0, R, 0);
+  std::vector<std::int64_t> joined;
+  std::vector<float> joined_lp;
+  for (std::int64_t first : {0, 4, 8}) {
+    const auto part = run(first, 4, static_cast<std::uint64_t>(first));
+    joined.insert(joined.end(), part.tokens.begin(), part.tokens.end());
+    joined_lp.insert(joined_lp.end(), part.logprob.begin(), part.logprob.end());
+  }
+  CHECK(joined == whole.tokens);
+  CHECK(joined_lp == whole.logprob);
+  // without the offset the parts draw with rows 0..3 each time: not the whole batch's tokens
+  std::vector<std::int64_t> unshifted;
+  for (std::int64_t first : {0, 4, 8}) {
+    const auto part = run(first, 4, 0);
+    unshifted.insert(unshifted.end(), part.tokens.begin(), part.tokens.end());
+  }
+  CHECK(unshifted != whole.tokens);
+}
+
 TEST_CASE("generation_step: preconditions", "[sampling]") {
   const std::int64_t R = 2, V = 5;
   std::vector<float> c(R * V, 0.0f), u(R * V, 0.0f), lp(R), ent(R), big(40);
@@ -560,6 +605,16 @@ TEST_CASE("generation_step: preconditions", "[sampling]") {
   const gcpo::sampling_options o;
   GCPO_REQUIRE_OK(generation_step(C, U, T, LP, E, o, ws));
   GCPO_REQUIRE_OK(generation_step(C, {}, T, {}, {}, o, ws));
+  {
+    gcpo::sampling_options last = o;
+    last.first_row = (std::uint64_t{1} << 32) - R;  // rows up to the counter's last value
+    GCPO_REQUIRE_OK(generation_step(C, {}, T, {}, {}, last, ws));
+    last.first_row += 1;
+    GCPO_CHECK_ERROR(generation_step(C, {}, T, {}, {}, last, ws), sc::invalid_argument,
+                     "`options.first_row` (4294967295) + rows (R = 2) must be <= 2^32 (the Philox row counter)");
+    last.first_row = ~std::uint64_t{0};
+    GCPO_CHECK_ERROR(generation_step(C, {}, T, {}, {}, last, ws), sc::invalid_argument, "`options.first_row`");
+  }
 
   GCPO_CHECK_ERROR(generation_step({}, U, T, LP, E, o, ws), sc::invalid_argument, "`cond_logits` is required but was not given");
   GCPO_CHECK_ERROR(generation_step(cview(c, {R * V}), {}, T, LP, E, o, ws), sc::invalid_argument,

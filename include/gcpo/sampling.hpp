@@ -5,8 +5,8 @@
 // The draw is reproducible across host and device: with
 //   x_v = fma(s, cond_v - uncond_v, uncond_v) / T        (x_v = cond_v / T without uncond)
 // the token is the Gumbel-max `argmax_{v in K} x_v + g_v`, `g_v = -log(-log(u_v))`, where
-// `u_v` comes from Philox-4x32-10 (key = seed; counter = {v / 4, row, step low, step high},
-// word v % 4) and `K` is the set kept by top-k / top-p. Every operation that decides the
+// `u_v` comes from Philox-4x32-10 (key = seed; counter = {v / 4, first_row + row, step low,
+// step high}, word v % 4) and `K` is the set kept by top-k / top-p. Every operation that decides the
 // token is an IEEE-rounded add, fma or division, or `repro_exp` / `repro_log` (fma only), and
 // ties go to the lower index, so the host and CUDA twins draw bit-identical tokens.
 //
@@ -33,6 +33,10 @@ struct sampling_options {
   float top_p = 1.0f;        ///< nucleus mass in (0, 1]; 1: off
   std::uint64_t seed = 0;    ///< Philox key
   std::uint64_t step = 0;    ///< decoding step (token position); part of the Philox counter
+  /// Philox row counter of row 0: row r draws with counter row `first_row + r`, so a batch split
+  /// across processes (each with its global first row) draws exactly what one process drawing
+  /// every row would. first_row + R <= 2^32.
+  std::uint64_t first_row = 0;
 };
 
 /// Lanes of the canonical (host = device) summation order of the top-p masses.
@@ -105,6 +109,10 @@ inline status validate_generation_step(const_tensor_view cond, const_tensor_view
   if (!(opt.top_p > 0.0f && opt.top_p <= 1.0f))
     return status::error(status_code::invalid_argument, "`options.top_p` (%g) must be in (0, 1]",
                          static_cast<double>(opt.top_p));
+  if (opt.first_row > (std::uint64_t{1} << 32) || static_cast<std::uint64_t>(R) > (std::uint64_t{1} << 32) - opt.first_row)
+    return status::error(status_code::invalid_argument,
+                         "`options.first_row` (%llu) + rows (R = %lld) must be <= 2^32 (the Philox row counter)",
+                         static_cast<unsigned long long>(opt.first_row), static_cast<long long>(R));
   return ok();
 }
 

@@ -95,6 +95,11 @@ TEST_CASE("cuda generation_step: smoke (no filter, top-k, top-p, both)", "[cuda]
   opt.top_k = 100;
   opt.top_p = 0.5f;
   check_step<float, std::int64_t>(2, 1031, true, opt, logits_kind::peaked, 8, 0, 54);
+  // a row counter that starts elsewhere (a batch split across processes), up to its last value
+  opt.first_row = 1000;
+  check_step<float, std::int64_t>(3, 300, true, opt, logits_kind::normal, 0, 0, 55);
+  opt.first_row = (std::uint64_t{1} << 32) - 2;
+  check_step<gcpo::bfloat16, std::int32_t>(2, 257, false, opt, logits_kind::normal, 0, 0, 56);
 }
 
 TEST_CASE("cuda generation_step: tokens bitwise the host's", "[cuda][sampling][slow]") {

@@ -40,7 +40,7 @@ struct sampling_args {
   float* entropy;  ///< or null
   std::int64_t R, V, k;
   float cfg, temperature, top_p;
-  std::uint64_t seed, step;
+  std::uint64_t seed, step, first_row;
   bool filter;
   float* xbuf;  ///< [R, V] workspace (filter only)
   float* ebuf;  ///< [R, V] workspace (top-p only)
@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
   for (std::int64_t r = blockIdx.x; r < a.R; r += gridDim.x) {
     const T* c = static_cast<const T*>(a.cond) + r * a.cs0;
     const T* u = a.uncond ? static_cast<const T*>(a.uncond) + r * a.us0 : nullptr;
-    const std::uint32_t row = static_cast<std::uint32_t>(r);
+    const std::uint32_t row = static_cast<std::uint32_t>(a.first_row + static_cast<std::uint64_t>(r));
     draw_state ds = draw_empty();
     online_state st = online_empty();
     if (!a.filter) {
@@ -260,6 +260,7 @@ status launch_generation_step(const_tensor_view cond, const_tensor_view uncond, 
   a.temperature = opt.temperature;
   a.top_p = opt.top_p;
   a.seed = opt.seed;
+  a.first_row = opt.first_row;
   a.step = opt.step;
   a.filter = a.k < a.V || opt.top_p < 1.0f;
   workspace_carver carve(ws);

@@ -112,7 +112,7 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
       for (std::int64_t v = 0; v < V; ++v) {
         if (!in_kept(v)) continue;
         if (best < 0) best = v;
-        const float key = x[v] + detail::gumbel_noise(opt.seed, opt.step, static_cast<std::uint32_t>(r),
+        const float key = x[v] + detail::gumbel_noise(opt.seed, opt.step, static_cast<std::uint32_t>(opt.first_row + r),
                                                       static_cast<std::uint32_t>(v));
         if (key > best_key) {
           best_key = key;
