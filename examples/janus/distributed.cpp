@@ -282,6 +282,7 @@ ProcessGroup::~ProcessGroup() = default;
 int ProcessGroup::rank() const { return impl_->env.rank; }
 int ProcessGroup::world_size() const { return impl_->env.world_size; }
 const std::string& ProcessGroup::backend() const { return impl_->backend; }
+c10::Device ProcessGroup::device() const { return impl_->options.device; }
 std::chrono::milliseconds ProcessGroup::timeout() const { return impl_->options.timeout; }
 std::size_t ProcessGroup::bucket_bytes() const { return impl_->options.bucket_bytes; }
 
@@ -437,6 +438,57 @@ void ProcessGroup::all_gather(const at::Tensor& input, const at::Tensor& output)
   c10d::AllgatherOptions o;
   o.timeout = m.options.timeout;
   m.run("all_gather", [&] { return m.group->allgather(outputs, inputs, o); });
+}
+
+namespace {
+
+class PendingWork final : public PendingCollective {
+ public:
+  PendingWork(c10::intrusive_ptr<c10d::Work> work, std::chrono::milliseconds timeout,
+              std::function<void(const std::string&)> fail)
+      : work_(std::move(work)), timeout_(timeout), fail_(std::move(fail)) {}
+  ~PendingWork() override {
+    if (!work_) return;
+    try {
+      work_->wait(timeout_);
+    } catch (...) {  // reported by the next collective
+    }
+  }
+  void wait() override {
+    if (!work_) return;
+    c10::intrusive_ptr<c10d::Work> w = std::move(work_);
+    try {
+      w->wait(timeout_);
+    } catch (const std::exception& e) {
+      fail_(message_of(e));
+    }
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+  std::chrono::milliseconds timeout_;
+  std::function<void(const std::string&)> fail_;
+};
+
+}  // namespace
+
+std::unique_ptr<PendingCollective> ProcessGroup::start_all_reduce_sum(const at::Tensor& flat) {
+  const Impl& m = *impl_;
+  m.check_tensor("start_all_reduce_sum", "flat", flat, true);
+  if (flat.dim() != 1 || !flat.is_contiguous())
+    throw std::invalid_argument("janus::dist::start_all_reduce_sum: flat must be a flat contiguous tensor");
+  std::vector<at::Tensor> tensors{flat};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  o.timeout = m.options.timeout;
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = m.group->allreduce(tensors, o);
+  } catch (const std::exception& e) {
+    m.fail("all_reduce (started)", message_of(e));
+  }
+  return std::make_unique<PendingWork>(std::move(work), m.options.timeout,
+                                       [&m](const std::string& cause) { m.fail("all_reduce (started)", cause); });
 }
 
 }  // namespace janus::dist

@@ -76,6 +76,15 @@
 //       reduce_scatter.
 //   all_gather(input, output)  flat tensors: output.numel() == world_size * input.numel();
 //       output's slice r receives rank r's input (c10d allgather into views of output).
+//   start_all_reduce_sum(flat)  starts a sum all-reduce of one flat contiguous float tensor, in
+//       place, and returns at once (Gloo runs it on its own worker threads, NCCL on its stream):
+//       the caller goes on computing (the gradient hooks of data_parallel.hpp overlap the
+//       backward with it) and calls wait() on the result before reading the tensor. wait()
+//       fails like a blocking collective; the tensor must outlive the wait. Collectives started
+//       and blocking ones are issued in the order called (c10d's per-group order).
+//
+// The trainer sees a group through the Communicator interface (rank, world size and the
+// operations above), so its library builds without Gloo's headers; ProcessGroup implements it.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -109,6 +118,35 @@ struct LaunchEnv {
   static std::optional<LaunchEnv> from_lookup(const std::function<const char*(const char*)>& get);
 };
 
+/// A collective started by Communicator::start_all_reduce_sum; wait() returns when it is
+/// complete on this rank (or throws std::runtime_error like a blocking collective). Destroying
+/// one that was not waited for waits for it (errors then ignored: the next collective reports).
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+};
+
+/// The operations data parallelism needs of a process group (see the header comment).
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual const std::string& backend() const = 0;
+  virtual c10::Device device() const = 0;  ///< where the collectives' tensors live
+  virtual std::chrono::milliseconds timeout() const = 0;
+  virtual std::size_t bucket_bytes() const = 0;
+  virtual std::size_t all_reduce_sum(const std::vector<at::Tensor>& tensors, std::size_t bucket_bytes = 0) = 0;
+  virtual void broadcast(const std::vector<at::Tensor>& tensors) = 0;
+  virtual void barrier() = 0;
+  virtual std::vector<std::vector<double>> all_gather(const std::vector<double>& values) = 0;
+  virtual std::vector<std::vector<std::int64_t>> all_gather(const std::vector<std::int64_t>& values) = 0;
+  virtual void reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) = 0;
+  virtual void all_gather(const at::Tensor& input, const at::Tensor& output) = 0;
+  virtual std::unique_ptr<PendingCollective> start_all_reduce_sum(const at::Tensor& flat) = 0;
+};
+
 struct Options {
   std::string backend = "auto";                    // "auto" | "gloo" | "nccl"
   c10::Device device = c10::Device(c10::kCPU);     // where the group's tensors live
@@ -116,7 +154,7 @@ struct Options {
   std::size_t bucket_bytes = std::size_t{25} << 20;  // all_reduce_sum's bucket bound; > 0
 };
 
-class ProcessGroup {
+class ProcessGroup final : public Communicator {
  public:
   // The rendezvous; throws std::invalid_argument for bad options, std::runtime_error when the
   // rendezvous fails or times out.
@@ -125,20 +163,22 @@ class ProcessGroup {
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
-  int rank() const;
-  int world_size() const;
-  const std::string& backend() const;  // "gloo" or "nccl"
-  std::chrono::milliseconds timeout() const;
-  std::size_t bucket_bytes() const;
+  int rank() const override;
+  int world_size() const override;
+  const std::string& backend() const override;  // "gloo" or "nccl"
+  c10::Device device() const override;
+  std::chrono::milliseconds timeout() const override;
+  std::size_t bucket_bytes() const override;
 
   // bucket_bytes 0: Options::bucket_bytes.
-  std::size_t all_reduce_sum(const std::vector<at::Tensor>& tensors, std::size_t bucket_bytes = 0);
-  void broadcast(const std::vector<at::Tensor>& tensors);
-  void barrier();
-  std::vector<std::vector<double>> all_gather(const std::vector<double>& values);
-  std::vector<std::vector<std::int64_t>> all_gather(const std::vector<std::int64_t>& values);
-  void reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output);
-  void all_gather(const at::Tensor& input, const at::Tensor& output);
+  std::size_t all_reduce_sum(const std::vector<at::Tensor>& tensors, std::size_t bucket_bytes = 0) override;
+  void broadcast(const std::vector<at::Tensor>& tensors) override;
+  void barrier() override;
+  std::vector<std::vector<double>> all_gather(const std::vector<double>& values) override;
+  std::vector<std::vector<std::int64_t>> all_gather(const std::vector<std::int64_t>& values) override;
+  void reduce_scatter_sum(const at::Tensor& input, const at::Tensor& output) override;
+  void all_gather(const at::Tensor& input, const at::Tensor& output) override;
+  std::unique_ptr<PendingCollective> start_all_reduce_sum(const at::Tensor& flat) override;
 
  private:
   struct Impl;

@@ -439,6 +439,7 @@ GenerateResult JanusModelImpl::generate(const PromptBatch& prompts, const Genera
   so.top_k = opt.top_k;
   so.top_p = opt.top_p;
   so.seed = opt.seed;
+  so.first_row = opt.first_row;
   torch::Tensor tok = torch::empty({B}, lopt), lp = torch::empty({B}, fopt), ent = torch::empty({B}, fopt);
 
   torch::Tensor cur = x;

@@ -184,6 +184,9 @@ struct GenerateOptions {
   std::int64_t top_k = 0;     ///< 0: off
   float top_p = 1.0f;         ///< 1: off
   std::uint64_t seed = 0;     ///< Philox key of gcpo's generation step (row = image index, step = token)
+  /// Philox row of this batch's first image (its global index when a batch is split across
+  /// processes, so that every image draws what it would in one process).
+  std::uint64_t first_row = 0;
   bool keep_logits = false;   ///< also return the per-step conditional and guided logits
 };
 

@@ -1,6 +1,8 @@
 // examples/janus/train.cpp - see train.hpp.
 #include "train.hpp"
 
+#include "data_parallel.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include "ops.hpp"
 #include "pretrained.hpp"
@@ -65,18 +68,7 @@ std::string fmt_duration(double s) {
   return buf;
 }
 
-/// The key under which torch::optim keeps a parameter's state: a string of the TensorImpl
-/// address in libtorch 1.x, the address itself in 2.x.
-template <class Key>
-Key optimizer_key(const torch::Tensor& p) {
-  if constexpr (std::is_same<Key, std::string>::value) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return reinterpret_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
+using dp::optimizer_key;
 
 shapes::ScoreMode score_mode(const std::string& s) {
   if (s == "binary") return shapes::ScoreMode::binary;
@@ -89,8 +81,10 @@ shapes::ScoreMode score_mode(const std::string& s) {
 /// A progress bar with ETA on stderr (a redrawn line on a terminal, periodic lines otherwise).
 class Progress {
  public:
-  Progress(std::int64_t start, std::int64_t total, bool enabled)
-      : start_(start), total_(total), enabled_(enabled), tty_(::isatty(2) != 0), t0_(std::chrono::steady_clock::now()) {}
+  /// `silent`: not even notes (a data-parallel run's ranks other than 0).
+  Progress(std::int64_t start, std::int64_t total, bool enabled, bool silent = false)
+      : start_(start), total_(total), enabled_(enabled && !silent), silent_(silent), tty_(::isatty(2) != 0),
+        t0_(std::chrono::steady_clock::now()) {}
   void update(std::int64_t done, const std::string& info) {
     if (!enabled_) return;
     const double el = seconds_since(t0_);
@@ -116,6 +110,7 @@ class Progress {
   }
   /// Prints a line without breaking the bar.
   void note(const std::string& line) {
+    if (silent_) return;
     if (tty_ && enabled_) std::fprintf(stderr, "\r\033[K");
     std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
@@ -123,7 +118,7 @@ class Progress {
 
  private:
   std::int64_t start_, total_;
-  bool enabled_, tty_;
+  bool enabled_, silent_, tty_;
   std::chrono::steady_clock::time_point t0_;
 };
 
@@ -139,7 +134,7 @@ class Progress {
   X(beta2) X(adam_eps) X(max_grad_norm) X(batch) X(uncond_prob) X(train_gen) X(algo) X(prompts) X(group)        \
   X(cfg_scale) X(temperature) X(top_k) X(top_p) X(beta) X(weight_clip) X(detach_weight) X(initial_frac)          \
   X(gradient_frac) X(similarity_frac) X(window_start_frac) X(window_frac) X(adv_std) X(adv_eps) X(ref_embeds)      \
-  X(model_dir) X(dtype) X(grad_checkpoint)
+  X(model_dir) X(dtype) X(grad_checkpoint) X(shard_optimizer)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
@@ -278,7 +273,7 @@ Task::Task(const TrainConfig& c) : chat_template(c.chat_template) {
   score.mode = score_mode(c.reward);
 }
 
-PromptBatch Task::encode(const std::vector<std::string>& prompts, const torch::Device& device) const {
+PromptBatch Task::encode(const std::vector<std::string>& prompts, const torch::Device& device, std::int64_t length) const {
   shapes::EncodeOptions eo;
   eo.add_bos = true;
   eo.chat_template = chat_template;
@@ -289,7 +284,11 @@ PromptBatch Task::encode(const std::vector<std::string>& prompts, const torch::D
     check_status(tokenizer.encode(prompts[i], ids[i], eo), "prompt '" + prompts[i] + "'");
     longest = std::max(longest, ids[i].size());
   }
-  const std::int64_t B = static_cast<std::int64_t>(prompts.size()), L = static_cast<std::int64_t>(longest) + 1;
+  if (length != 0 && length < static_cast<std::int64_t>(longest) + 1)
+    throw std::invalid_argument("Task::encode: length " + std::to_string(length) + " is below the longest prompt's " +
+                                std::to_string(longest + 1) + " tokens (with <begin_of_image>)");
+  const std::int64_t B = static_cast<std::int64_t>(prompts.size());
+  const std::int64_t L = length != 0 ? length : static_cast<std::int64_t>(longest) + 1;
   torch::Tensor t = torch::full({B, L}, static_cast<std::int64_t>(shapes::PromptTokenizer::pad_id), torch::kLong);
   torch::Tensor m = torch::zeros({B, L}, torch::kLong);
   auto ta = t.accessor<std::int64_t, 2>();
@@ -580,9 +579,94 @@ nlohmann::json accuracy_json(const shapes::EvalReport& r) {
   return j;
 }
 
+namespace {
+
+// Pictures travel between ranks as bytes: per grid its height, width and tokens (int32), per
+// image its width, height and RGB bytes.
+template <class T>
+void put(std::vector<std::uint8_t>& out, T v) {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(&v);
+  out.insert(out.end(), b, b + sizeof(T));
+}
+template <class T>
+T take(const std::vector<std::uint8_t>& in, std::size_t& at) {
+  if (at + sizeof(T) > in.size()) throw std::runtime_error("janus: a gathered picture message is truncated");
+  T v;
+  std::memcpy(&v, in.data() + at, sizeof(T));
+  at += sizeof(T);
+  return v;
+}
+
+std::vector<std::uint8_t> pack(const std::vector<shapes::Grid>& grids, const std::vector<shapes::Image>& images) {
+  std::vector<std::uint8_t> out;
+  put<std::uint64_t>(out, grids.size());
+  for (const auto& g : grids) {
+    put<std::int32_t>(out, g.height);
+    put<std::int32_t>(out, g.width);
+    for (int t : g.tokens) put<std::int32_t>(out, t);
+  }
+  put<std::uint64_t>(out, images.size());
+  for (const auto& im : images) {
+    put<std::int32_t>(out, im.width);
+    put<std::int32_t>(out, im.height);
+    out.insert(out.end(), im.rgb.begin(), im.rgb.end());
+  }
+  return out;
+}
+
+void unpack(const std::vector<std::uint8_t>& in, std::vector<shapes::Grid>& grids, std::vector<shapes::Image>& images) {
+  std::size_t at = 0;
+  const auto n_grids = take<std::uint64_t>(in, at);
+  for (std::uint64_t k = 0; k < n_grids; ++k) {
+    const int h = take<std::int32_t>(in, at), w = take<std::int32_t>(in, at);
+    shapes::Grid g(h, w);
+    for (auto& t : g.tokens) t = take<std::int32_t>(in, at);
+    grids.push_back(std::move(g));
+  }
+  const auto n_images = take<std::uint64_t>(in, at);
+  for (std::uint64_t k = 0; k < n_images; ++k) {
+    const int w = take<std::int32_t>(in, at), h = take<std::int32_t>(in, at);
+    shapes::Image im(w, h);
+    if (at + im.rgb.size() > in.size()) throw std::runtime_error("janus: a gathered picture message is truncated");
+    std::memcpy(im.rgb.data(), in.data() + at, im.rgb.size());
+    at += im.rgb.size();
+    images.push_back(std::move(im));
+  }
+}
+
+/// Every rank's bytes, index = rank (two collectives: the lengths, then the padded bytes).
+std::vector<std::vector<std::uint8_t>> gather_bytes(dist::Communicator& comm, const std::vector<std::uint8_t>& mine) {
+  const auto lengths = comm.all_gather(std::vector<std::int64_t>{static_cast<std::int64_t>(mine.size())});
+  std::int64_t longest = 1;
+  for (const auto& l : lengths) longest = std::max(longest, l.at(0));
+  torch::Tensor in = torch::zeros({longest}, torch::kByte);
+  if (!mine.empty()) std::memcpy(in.data_ptr<std::uint8_t>(), mine.data(), mine.size());
+  const torch::Tensor out = torch::empty({longest * comm.world_size()}, torch::TensorOptions().dtype(torch::kByte).device(comm.device()));
+  comm.all_gather(in.to(comm.device()), out);
+  const torch::Tensor host = out.to(torch::kCPU);
+  std::vector<std::vector<std::uint8_t>> result;
+  for (int r = 0; r < comm.world_size(); ++r) {
+    const std::uint8_t* first = host.data_ptr<std::uint8_t>() + r * longest;
+    result.emplace_back(first, first + lengths[static_cast<std::size_t>(r)].at(0));
+  }
+  return result;
+}
+
+}  // namespace
+
+Pictures Trainer::gathered_pictures() {
+  if (parallel_.world() == 1) return last_pictures_;
+  // the grids are every rank's already (rl_step); the decoded images (none without a decoder) are gathered
+  Pictures all;
+  all.grids = last_pictures_.grids;
+  std::vector<shapes::Grid> unused;
+  for (const auto& bytes : gather_bytes(*parallel_.comm, pack({}, last_pictures_.images))) unpack(bytes, unused, all.images);
+  return all;
+}
+
 EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<shapes::Metadata>& prompts,
                     std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch,
-                    const VqDecoder* vq) {
+                    const VqDecoder* vq, const Parallel& parallel) {
   if (batch < 1 || samples_per_prompt < 1)
     throw UsageError("evaluation needs at least one image per prompt and per decode (batch " + std::to_string(batch) +
                      ", samples " + std::to_string(samples_per_prompt) + ")");
@@ -591,7 +675,9 @@ EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<s
   for (const auto& m : prompts)
     for (std::int64_t s = 0; s < samples_per_prompt; ++s) res.metas.push_back(m);
   const auto device = model.gen_embed->weight.device();
+  const int world = parallel.world(), rank = parallel.rank();
   for (std::size_t first = 0, chunk = 0; first < res.metas.size(); first += static_cast<std::size_t>(batch), ++chunk) {
+    if (static_cast<int>(chunk % static_cast<std::size_t>(world)) != rank) continue;  // another rank's batch
     const std::size_t last = std::min(res.metas.size(), first + static_cast<std::size_t>(batch));
     std::vector<std::string> texts;
     for (std::size_t i = first; i < last; ++i) texts.push_back(res.metas[i].prompt);
@@ -602,6 +688,26 @@ EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<s
     Pictures pics = render(out.tokens, task.config.height, task.config.width, vq);
     for (auto& grid : pics.grids) res.grids.push_back(std::move(grid));
     for (auto& img : pics.images) res.images.push_back(std::move(img));
+  }
+  if (world > 1) {
+    // rank r evaluated batches r, r + world, ...: gathered, then put back in batch order
+    std::vector<std::vector<shapes::Grid>> grids(static_cast<std::size_t>(world));
+    std::vector<std::vector<shapes::Image>> images(static_cast<std::size_t>(world));
+    const auto all = gather_bytes(*parallel.comm, pack(res.grids, res.images));
+    for (int r = 0; r < world; ++r) unpack(all[static_cast<std::size_t>(r)], grids[static_cast<std::size_t>(r)], images[static_cast<std::size_t>(r)]);
+    res.grids.clear();
+    res.images.clear();
+    std::vector<std::size_t> next_grid(static_cast<std::size_t>(world), 0), next_image(next_grid);
+    for (std::size_t first = 0, chunk = 0; first < res.metas.size(); first += static_cast<std::size_t>(batch), ++chunk) {
+      const auto r = chunk % static_cast<std::size_t>(world);
+      const std::size_t n = std::min(res.metas.size(), first + static_cast<std::size_t>(batch)) - first;
+      for (std::size_t k = 0; k < n; ++k) {
+        if (next_grid[r] >= grids[r].size())
+          throw std::runtime_error("janus: evaluation: rank " + std::to_string(r) + " sent fewer pictures than its batches hold");
+        res.grids.push_back(std::move(grids[r][next_grid[r]++]));
+        if (!images[r].empty()) res.images.push_back(std::move(images[r][next_image[r]++]));
+      }
+    }
   }
   for (std::size_t i = 0; i < res.metas.size(); ++i) res.scores.push_back(shapes::score(res.grids[i], res.metas[i], task.score));
   check_status(shapes::evaluate(res.metas, res.grids, task.score, res.report), "evaluate");
@@ -658,13 +764,34 @@ std::shared_ptr<VqDecoder> decoder_for(const std::string& dir, const JanusModelI
 // ------------------------------------------------------------------------------------------
 // Trainer
 
-Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), device_(torch::kCPU) {
+Trainer::Trainer(const TrainConfig& config, Parallel parallel)
+    : config_(config), parallel_(std::move(parallel)), task_(config), device_(torch::kCPU) {
   config_.validate();
+  const int world = parallel_.world();
+  if (world > 1) {
+    if (config_.mode != "rl")
+      throw UsageError("sft runs in one process: data parallelism (" + std::to_string(world) +
+                       " processes) is for rl; start sft without torchrun / launch.sh");
+    if (config_.prompts % world != 0)
+      throw UsageError("--prompts (" + std::to_string(config_.prompts) + ") must be a multiple of the number of processes (" +
+                       std::to_string(world) + "): each rank samples and trains on whole groups of equally many prompts");
+  }
   if (config_.device == "cuda") {
     if (!torch::cuda::is_available()) throw std::runtime_error("--device cuda: libtorch sees no CUDA device");
     if (!ops::cuda_available())
       throw std::runtime_error("--device cuda: this trainer was built without gcpo::cuda (configure with CUDA)");
-    device_ = torch::Device(torch::kCUDA);
+    if (world > 1) {
+      const auto n = static_cast<int>(torch::cuda::device_count());
+      if (parallel_.local_rank >= n)
+        throw std::runtime_error("--device cuda: LOCAL_RANK " + std::to_string(parallel_.local_rank) + " but this host has " +
+                                 std::to_string(n) + " CUDA device(s): start at most that many processes per host");
+      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(parallel_.local_rank));
+      // this process's current device: kernels without an explicit device (gcpo's, on the
+      // current stream) run where the tensors are
+      c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->setDevice(device_);
+    } else {
+      device_ = torch::Device(torch::kCUDA);
+    }
   }
   dtype_ = config_.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
   if (!config_.model_dir.empty()) {
@@ -700,6 +827,7 @@ Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), de
     throw UsageError("--top-k (" + std::to_string(config_.top_k) + ") exceeds the model's " +
                      std::to_string(policy_->cfg.image_token_size) + " image tokens");
   policy_->set_gradient_checkpointing(config_.grad_checkpoint);
+  if (world > 1) broadcast_initial_weights();
   if (config_.mode == "rl" || !config_.train_gen) policy_->freeze_generation_modules();
   if (config_.mode == "rl") {
     // The frozen reference: a copy of the initial policy, no parameter requires grad.
@@ -712,6 +840,19 @@ Trainer::Trainer(const TrainConfig& config) : config_(config), task_(config), de
   build_optimizer();
 }
 
+Trainer::~Trainer() = default;
+
+void Trainer::broadcast_initial_weights() {
+  // Every rank built the same weights from the same seed or files; rank 0's are broadcast
+  // anyway (as PyTorch's DDP does), so no rank can start from others. 16-bit tensors travel as
+  // their bits (int16), which every backend carries.
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> tensors;
+  for (auto& p : policy_->parameters())
+    tensors.push_back(p.element_size() == 2 ? p.view(torch::kShort) : p);
+  parallel_.comm->broadcast(tensors);
+}
+
 void Trainer::build_optimizer() {
   trainable_names_.clear();
   trainable_.clear();
@@ -720,12 +861,27 @@ void Trainer::build_optimizer() {
       trainable_names_.push_back(kv.key());
       trainable_.push_back(kv.value());
     }
+  const bool sharded = parallel_.world() > 1 && config_.shard_optimizer;
   master_.clear();
-  if (dtype_ != at::kFloat)
+  if (dtype_ != at::kFloat && !sharded)
     for (const auto& p : trainable_) master_.push_back(p.detach().to(at::kFloat).clone());
   torch::optim::AdamWOptions o(config_.lr);
   o.betas(std::make_tuple(config_.beta1, config_.beta2)).eps(config_.adam_eps).weight_decay(config_.weight_decay);
+  // (sharded: never stepped, holds no state; the shards' optimizer is sharded_)
   optimizer_ = std::make_unique<torch::optim::AdamW>(optimized(), o);
+  if (parallel_.world() > 1) {
+    if (!sync_) sync_ = std::make_unique<dp::GradientSync>(*parallel_.comm, trainable_, parallel_.comm->bucket_bytes(), sharded);
+    sharded_.reset();
+    if (sharded) {
+      dp::AdamWSettings a;
+      a.lr = config_.lr;
+      a.beta1 = config_.beta1;
+      a.beta2 = config_.beta2;
+      a.eps = config_.adam_eps;
+      a.weight_decay = config_.weight_decay;
+      sharded_ = std::make_unique<dp::ShardedAdamW>(*parallel_.comm, sync_->layout(), trainable_, a);
+    }
+  }
 }
 
 void Trainer::zero_grads() {
@@ -745,12 +901,19 @@ double Trainer::checked_update(double loss) {
   // the gradient (run_dir.hpp).
   if (failure_injected("nan-gradient") && trainable_.front().grad().defined())
     trainable_.front().grad().fill_(std::numeric_limits<double>::quiet_NaN());
+  if (sharded_) return synced_update(loss);
   const double bound = config_.max_grad_norm > 0 ? config_.max_grad_norm : std::numeric_limits<double>::infinity();
-  // bf16: the model's gradients, cast to float32, become the masters' (clipped and applied
-  // there); each bf16 gradient is released once cast, so the two sets never coexist whole.
-  for (std::size_t i = 0; i < master_.size(); ++i) {
-    master_[i].mutable_grad() = trainable_[i].grad().defined() ? trainable_[i].grad().to(at::kFloat) : torch::Tensor();
-    trainable_[i].mutable_grad().reset();
+  if (sync_) {
+    // data parallel: the float32 gradients summed over ranks (views into the buckets) are the
+    // optimizer's, for the model's weights (float32) or their masters (bf16)
+    for (std::size_t i = 0; i < trainable_.size(); ++i) optimized()[i].mutable_grad() = sync_->summed()[i];
+  } else {
+    // bf16: the model's gradients, cast to float32, become the masters' (clipped and applied
+    // there); each bf16 gradient is released once cast, so the two sets never coexist whole.
+    for (std::size_t i = 0; i < master_.size(); ++i) {
+      master_[i].mutable_grad() = trainable_[i].grad().defined() ? trainable_[i].grad().to(at::kFloat) : torch::Tensor();
+      trainable_[i].mutable_grad().reset();
+    }
   }
   std::vector<torch::Tensor> with_grad;
   for (auto& p : optimized())
@@ -774,6 +937,27 @@ double Trainer::checked_update(double loss) {
   // Gradients live only from the backward pass to the update: released here, not kept (zeroed)
   // until the next step, which would hold a gradient per trainable weight for the whole step.
   for (auto& p : optimized()) p.mutable_grad().reset();
+  if (sync_) sync_->release();
+  ++step_;
+  return config_.max_grad_norm > 0 ? grad_norm : 0.0;
+}
+
+double Trainer::synced_update(double loss) {
+  // The sharded optimizer: this rank's gradient shards, the global norm (every rank the same),
+  // AdamW on the shards, the updated shards gathered into the model.
+  const std::string at = "step " + std::to_string(step_ + 1) + ": ";
+  const double grad_norm = sharded_->grad_norm(sync_->shards());
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+    sync_->release();
+    throw NonFiniteStep(at + "the loss (" + num(loss) + ") or the gradient norm (" + num(grad_norm) +
+                        ") is not finite; the model was not updated");
+  }
+  const double lr = lr_at(config_, step_, config_.steps);
+  const bool ok = sharded_->step(sync_->shards(), grad_norm, config_.max_grad_norm, lr, trainable_);
+  sync_->release();
+  if (!ok)
+    throw NonFiniteStep(at + "the update made a parameter shard non-finite on some rank; this trainer's state is no "
+                             "longer usable");
   ++step_;
   return config_.max_grad_norm > 0 ? grad_norm : 0.0;
 }
@@ -858,20 +1042,30 @@ StepMetrics Trainer::sft_step() {
 
 StepMetrics Trainer::rl_step() {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::int64_t P = config_.prompts, G = config_.group, R = P * G;
+  // Data parallel: this rank's prompts are [p0, p0 + P / world) of the step's P, its rows
+  // [p0 * G, (p0 + P / world) * G) of the global batch; every choice that is random depends on
+  // the global indices only, so 1, 2 or 4 processes sample the same tokens.
+  const int world = parallel_.world(), rank = parallel_.rank();
+  const std::int64_t P = config_.prompts, G = config_.group, Pl = P / world, p0 = rank * Pl;
+  const std::int64_t R = Pl * G, R_all = P * G, row0 = p0 * G;
   const std::int64_t N = policy_->cfg.image_tokens();
   const int H = static_cast<int>(policy_->cfg.image_height), W = static_cast<int>(policy_->cfg.image_width);
 
-  // 1. Prompts, each repeated G times (rows p0g0, p0g1, ..., section 2.2).
+  // 1. Prompts, each repeated G times (rows p0g0, p0g1, ..., section 2.2); last_metas_ holds
+  //    every rank's rows.
   const std::vector<shapes::Metadata> prompts = rl_prompts(step_);
   std::vector<std::string> texts;
   last_metas_.clear();
-  for (const auto& m : prompts)
+  for (std::int64_t p = 0; p < P; ++p)
     for (std::int64_t g = 0; g < G; ++g) {
-      texts.push_back(m.prompt);
-      last_metas_.push_back(m);
+      last_metas_.push_back(prompts[static_cast<std::size_t>(p)]);
+      if (p >= p0 && p < p0 + Pl) texts.push_back(prompts[static_cast<std::size_t>(p)].prompt);
     }
-  const PromptBatch batch = task_.encode(texts, device_);
+  // Every rank pads to the length of the step's longest prompt, as one process would: the
+  // image tokens' positions (RoPE) depend on it.
+  std::vector<std::string> distinct;
+  for (const auto& m : prompts) distinct.push_back(m.prompt);
+  const PromptBatch batch = task_.encode(texts, device_, task_.encode(distinct, torch::kCPU).ids.size(1));
   const std::int64_t L = batch.ids.size(1);
 
   // Phase times: on CUDA the device is synchronised at each boundary so that each phase's
@@ -888,29 +1082,51 @@ StepMetrics Trainer::rl_step() {
 
   // 2. Rollouts with CFG through gcpo's generation step; entropy collected while sampling.
   policy_->eval();
-  const GenerateResult gen = policy_->generate(batch, rollout_options(step_));
+  GenerateOptions go = rollout_options(step_);
+  go.first_row = static_cast<std::uint64_t>(row0);
+  const GenerateResult gen = policy_->generate(batch, go);
   const double sample_time = phase_end(t0);
+  crash_point("rl-after-rollouts");
 
   // 3. Rewards (GenEval rules on the detector's view of each picture: the grid itself, or the
-  //    VQ decoder's picture read at the token grid).
+  //    VQ decoder's picture read at the token grid). Data parallel: the grids and tokens of
+  //    every rank are gathered (small), so every rank scores every row and the reward metrics
+  //    are those of the whole batch.
   const auto t_reward = std::chrono::steady_clock::now();
   last_pictures_ = render(gen.tokens, H, W, vq_.get());
-  const auto& last_grids_ = last_pictures_.grids;
+  const torch::Tensor tokens_cpu = gen.tokens.to(torch::kCPU).contiguous();
+  std::vector<std::int64_t> all_tokens(tokens_cpu.data_ptr<std::int64_t>(),
+                                       tokens_cpu.data_ptr<std::int64_t>() + tokens_cpu.numel());
+  if (world > 1) {
+    std::vector<std::int64_t> mine = all_tokens;
+    for (const auto& g : last_pictures_.grids) mine.insert(mine.end(), g.tokens.begin(), g.tokens.end());
+    const auto gathered = parallel_.comm->all_gather(mine);
+    all_tokens.clear();
+    std::vector<shapes::Grid> grids;
+    for (const auto& v : gathered) {
+      const auto split = v.begin() + R * N;
+      all_tokens.insert(all_tokens.end(), v.begin(), split);
+      for (std::int64_t r = 0; r < R; ++r) grids.push_back(shapes::Grid::from_tokens(H, W, &*(split + r * H * W)));
+    }
+    last_pictures_.grids = std::move(grids);  // every rank's; the images stay this rank's (gathered_pictures)
+  }
   last_scores_.clear();
   std::vector<float> rw;
   std::array<int, shapes::kNumTags> n_tag{}, ok_tag{};
-  for (std::int64_t r = 0; r < R; ++r) {
-    last_scores_.push_back(shapes::score(last_grids_[static_cast<std::size_t>(r)], last_metas_[static_cast<std::size_t>(r)], task_.score));
+  for (std::int64_t r = 0; r < R_all; ++r) {
+    last_scores_.push_back(
+        shapes::score(last_pictures_.grids[static_cast<std::size_t>(r)], last_metas_[static_cast<std::size_t>(r)], task_.score));
     rw.push_back(static_cast<float>(last_scores_.back().reward));
     const int t = static_cast<int>(last_metas_[static_cast<std::size_t>(r)].tag);
     ++n_tag[t];
     ok_tag[t] += last_scores_.back().correct ? 1 : 0;
   }
-  const torch::Tensor rewards = torch::from_blob(rw.data(), {R}, torch::kFloat).clone().to(device_);
+  const torch::Tensor all_rewards = torch::from_blob(rw.data(), {R_all}, torch::kFloat).clone();
+  const torch::Tensor rewards = all_rewards.narrow(0, row0, R).to(device_);
   const double reward_time = phase_end(t_reward);
 
   // 4. Group similarity of the sampled tokens' gen_aligner(gen_embed) embeddings, advantages,
-  //    critical tokens.
+  //    critical tokens (each group whole on its rank).
   torch::Tensor table;
   {
     torch::NoGradGuard ng;
@@ -927,7 +1143,7 @@ StepMetrics Trainer::rl_step() {
   const torch::Tensor adv = ops::group_advantages(rewards, ao);
   const bool is_gcpo = config_.algo == "gcpo";
   torch::Tensor mask;
-  double critical_fraction = 1.0;
+  double mask_count = static_cast<double>(R * N);
   if (is_gcpo) {
     gcpo::selection_options so;
     so.grid = gcpo::grid_shape{H, W};
@@ -938,9 +1154,16 @@ StepMetrics Trainer::rl_step() {
     so.window_frac = config_.window_frac;
     const ops::Selection sel = ops::select_critical_tokens(gen.entropy, sim, so);
     mask = sel.critical;
-    critical_fraction = sel.counts.to(torch::kDouble).sum().item<double>() / static_cast<double>(R * N);
+    mask_count = sel.counts.to(torch::kDouble).sum().item<double>();
   }
   ops_time += phase_end(t_ops);
+  // The loss's normaliser: the official token mean over the whole batch. Data parallel: the
+  // trained tokens of every rank, so that the summed gradients are those of one process.
+  double total_count = mask_count;
+  if (world > 1) {
+    total_count = 0;
+    for (const auto& v : parallel_.comm->all_gather(std::vector<double>{mask_count})) total_count += v.at(0);
+  }
 
   // 5. Teacher-forced policy log-probs (with grad) and reference log-probs (section 2.8). The
   //    logits enter gcpo's operators in float32 (bf16 models: cast, with the cast's gradient).
@@ -962,26 +1185,47 @@ StepMetrics Trainer::rl_step() {
 
   // 6. The loss and its backward through gcpo (the loss's own backward first, to dL/dlogits,
   //    then the model's from there: the same gradients as one backward call, timed apart),
-  //    AdamW with gradient-norm clip and LR schedule.
+  //    gradients summed over ranks while the backward runs (data parallel), AdamW with
+  //    gradient-norm clip and LR schedule.
   gcpo::loss_options lo;
   lo.algo = is_gcpo ? gcpo::algorithm::gcpo : gcpo::algorithm::grpo;
   lo.beta = config_.beta;
   lo.weight_clip = config_.weight_clip;
   lo.detach_weight = config_.detach_weight;
+  if (world > 1) {
+    lo.aggregation = gcpo::loss_aggregation::external;
+    lo.denominator = total_count > 0 ? total_count : 1.0;  // no trained token anywhere: the loss is 0
+  }
   t_ops = synced_now();
   const ops::LossResult loss = ops::policy_loss(logits, gen.tokens, ref_lp, adv, mask, lo);
   const torch::Tensor dlogits = torch::autograd::grad({loss.loss}, {logits}).at(0);
   train_ops_time += phase_end(t_ops);
+  const torch::Tensor stats = loss.stats.to(torch::kCPU);
+  // Sums of this rank's statistics, added over ranks in rank order (every rank the same values).
+  std::vector<double> sums{stats[gcpo::loss_stat_loss].item<double>(),
+                           stats[gcpo::loss_stat_kl_mean].item<double>() * mask_count,
+                           stats[gcpo::loss_stat_weight_mean].item<double>() * mask_count,
+                           gen.entropy.to(torch::kDouble).sum().item<double>(),
+                           sim.to(torch::kDouble).sum().item<double>(),
+                           static_cast<double>(sim.numel())};
+  if (world > 1) {
+    std::vector<double> total(sums.size(), 0.0);
+    for (const auto& v : parallel_.comm->all_gather(sums))
+      for (std::size_t k = 0; k < total.size(); ++k) total[k] += v.at(k);
+    sums = total;
+  }
+  const double loss_value = sums[0];
   zero_grads();
+  if (sync_) sync_->arm();
   logits.backward(dlogits);
-  const double grad_norm = checked_update(loss.loss.item<double>());
+  if (sync_) sync_->finish();
+  const double grad_norm = checked_update(loss_value);
   const double lr = lr_at(config_, step_ - 1, config_.steps);
   const double train_time = phase_end(t_train) - train_ops_time;
   ops_time += train_ops_time;
 
-  // 7. Metrics.
-  const torch::Tensor stats = loss.stats.to(torch::kCPU);
-  const torch::Tensor grouped = rewards.to(torch::kCPU).view({P, G});
+  // 7. Metrics (of the whole batch, the same on every rank).
+  const torch::Tensor grouped = all_rewards.view({P, G});
   nlohmann::json acc;
   int n_all = 0, ok_all = 0;
   for (int t = 0; t < shapes::kNumTags; ++t)
@@ -991,6 +1235,16 @@ StepMetrics Trainer::rl_step() {
       ok_all += ok_tag[t];
     }
   acc["all"] = n_all ? static_cast<double>(ok_all) / n_all : 0.0;
+  // FNV-1a of every sampled token in row order: equal digests, equal rollouts (any world size)
+  std::uint64_t digest = 1469598103934665603ull;
+  for (const std::int64_t t : all_tokens) {
+    for (int b = 0; b < 8; ++b) {
+      digest ^= (static_cast<std::uint64_t>(t) >> (8 * b)) & 0xffu;
+      digest *= 1099511628211ull;
+    }
+  }
+  char digest_hex[17];
+  std::snprintf(digest_hex, sizeof digest_hex, "%016llx", static_cast<unsigned long long>(digest));
   StepMetrics m;
   m.json = {{"step", step_},
             {"mode", "rl"},
@@ -998,12 +1252,13 @@ StepMetrics Trainer::rl_step() {
             {"reward", grouped.mean().item<double>()},
             {"reward_std", grouped.std({1}, /*unbiased=*/true).mean().item<double>()},
             {"accuracy", acc},
-            {"loss", stats[gcpo::loss_stat_loss].item<double>()},
-            {"kl", stats[gcpo::loss_stat_kl_mean].item<double>()},
-            {"weight_mean", stats[gcpo::loss_stat_weight_mean].item<double>()},
-            {"critical_fraction", critical_fraction},
-            {"entropy", gen.entropy.mean().item<double>()},
-            {"similarity", sim.mean().item<double>()},
+            {"loss", loss_value},
+            {"kl", total_count > 0 ? sums[1] / total_count : 0.0},
+            {"weight_mean", total_count > 0 ? sums[2] / total_count : (is_gcpo ? 0.0 : 1.0)},
+            {"critical_fraction", total_count / static_cast<double>(R_all * N)},
+            {"entropy", sums[3] / static_cast<double>(R_all * N)},
+            {"similarity", sums[5] > 0 ? sums[4] / sums[5] : 0.0},
+            {"rollout_digest", digest_hex},
             {"lr", lr},
             {"grad_norm", grad_norm},
             {"sample_time", sample_time},
@@ -1011,10 +1266,19 @@ StepMetrics Trainer::rl_step() {
             {"ops_time", ops_time},
             {"train_time", train_time},
             {"step_time", seconds_since(t0)}};
+  if (world > 1) m.json["world_size"] = world;
   return m;
 }
 
 void Trainer::save_checkpoint(const std::string& dir, const std::function<void()>& before_cleanup) {
+  // Data parallel: the sharded optimizer's state is gathered on every rank (a collective), rank
+  // 0 writes, and no rank goes on before the checkpoint is complete.
+  dp::ShardedAdamW::Full full;
+  if (sharded_) full = sharded_->gather();
+  if (!parallel_.leader()) {
+    parallel_.comm->barrier();
+    return;
+  }
   const fs::path final_dir(dir);
   const fs::path tmp = temporary_name(final_dir.string());
   fs::remove_all(tmp);
@@ -1027,7 +1291,17 @@ void Trainer::save_checkpoint(const std::string& dir, const std::function<void()
   auto& state = optimizer_->state();
   using Key = typename std::decay_t<decltype(state)>::key_type;
   for (std::size_t i = 0; i < master_.size(); ++i) tensors.emplace_back("master." + trainable_names_[i], master_[i]);
-  for (std::size_t i = 0; i < trainable_.size(); ++i) {
+  for (std::size_t i = 0; sharded_ && i < trainable_.size(); ++i) {
+    // the unsharded layout: the same file as an unsharded run's
+    const auto shape = trainable_[i].sizes();
+    if (dtype_ != at::kFloat) tensors.emplace_back("master." + trainable_names_[i], full.master[i].view(shape));
+    if (full.step == 0) continue;
+    const std::string p = "optimizer." + trainable_names_[i] + ".";
+    tensors.emplace_back(p + "step", torch::full({1}, full.step, torch::kLong));
+    tensors.emplace_back(p + "exp_avg", full.exp_avg[i].view(shape));
+    tensors.emplace_back(p + "exp_avg_sq", full.exp_avg_sq[i].view(shape));
+  }
+  for (std::size_t i = 0; !sharded_ && i < trainable_.size(); ++i) {
     auto it = state.find(optimizer_key<Key>(optimized()[i]));
     if (it == state.end()) continue;
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
@@ -1044,6 +1318,7 @@ void Trainer::save_checkpoint(const std::string& dir, const std::function<void()
   const std::string aside = replace_directory(tmp.string(), final_dir.string());
   if (before_cleanup) before_cleanup();
   remove_aside(aside);
+  if (parallel_.comm) parallel_.comm->barrier();
 }
 
 void Trainer::load_checkpoint(const std::string& dir_in) {
@@ -1085,7 +1360,8 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
   std::vector<std::pair<std::size_t, OptState>> opt;
   // bf16 runs: the float32 master weights, one per trainable parameter, finite.
   std::vector<const at::Tensor*> masters;
-  for (std::size_t i = 0; i < master_.size(); ++i) {
+  const std::size_t n_masters = dtype_ != at::kFloat ? trainable_.size() : 0;  // sharded or not
+  for (std::size_t i = 0; i < n_masters; ++i) {
     const std::string name = "master." + trainable_names_[i];
     known.insert(name);
     const auto it = given.find(name);
@@ -1113,14 +1389,14 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
       if (!given.count(p + k)) throw std::runtime_error(tfile + ": tensor '" + p + k + "' is missing");
     o.exp_avg = given.at(p + "exp_avg");
     o.exp_avg_sq = given.at(p + "exp_avg_sq");
-    const auto& like = optimized()[i];
-    check_tensor(*o.exp_avg, like.scalar_type(), like.sizes(), tfile, p + "exp_avg");
-    check_tensor(*o.exp_avg_sq, like.scalar_type(), like.sizes(), tfile, p + "exp_avg_sq");
+    const auto shape = trainable_[i].sizes();  // moments are float32 (bf16 runs: the masters')
+    check_tensor(*o.exp_avg, at::kFloat, shape, tfile, p + "exp_avg");
+    check_tensor(*o.exp_avg_sq, at::kFloat, shape, tfile, p + "exp_avg_sq");
     if (o.exp_avg_sq->numel() > 0 && o.exp_avg_sq->min().item<double>() < 0)
       throw std::runtime_error(tfile + ": tensor '" + p + "exp_avg_sq' has negative values");
     if (given.count(p + "max_exp_avg_sq")) {
       o.max_exp_avg_sq = given.at(p + "max_exp_avg_sq");
-      check_tensor(*o.max_exp_avg_sq, like.scalar_type(), like.sizes(), tfile, p + "max_exp_avg_sq");
+      check_tensor(*o.max_exp_avg_sq, at::kFloat, shape, tfile, p + "max_exp_avg_sq");
     }
     opt.emplace_back(i, o);
   }
@@ -1136,9 +1412,37 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
   (void)checked_parameters(*policy_, model_st.tensors, "", mfile);
   if (reference_) (void)checked_parameters(*reference_, st.tensors, "reference.", tfile);
 
+  // The sharded optimizer takes one step count for all its shards: every parameter's state at
+  // the same step, or none (what this trainer writes).
+  if (parallel_.world() > 1 && config_.shard_optimizer && !opt.empty()) {
+    if (opt.size() != trainable_.size())
+      throw std::runtime_error(tfile + ": optimizer state for " + std::to_string(opt.size()) + " of " +
+                               std::to_string(trainable_.size()) +
+                               " trainable parameters; the sharded optimizer (--shard-optimizer) needs all or none");
+    for (const auto& [i, o] : opt)
+      if (o.step != opt.front().second.step || o.max_exp_avg_sq)
+        throw std::runtime_error(tfile + ": tensor 'optimizer." + trainable_names_[i] +
+                                 ".*' holds another step count or amsgrad state than the others; the sharded "
+                                 "optimizer (--shard-optimizer) needs one step count for all");
+  }
   load_parameters(*policy_, model_st.tensors, "", mfile);
   if (reference_) load_parameters(*reference_, st.tensors, "reference.", tfile);
   build_optimizer();
+  if (sharded_) {
+    dp::ShardedAdamW::Full full;
+    for (std::size_t i = 0; i < trainable_.size(); ++i)
+      full.master.push_back(masters.empty() ? trainable_[i].detach().to(at::kFloat) : masters[i]->to(device_));
+    if (!opt.empty()) {
+      full.step = opt.front().second.step;
+      for (const auto& [i, o] : opt) {
+        full.exp_avg.push_back(o.exp_avg->to(device_));
+        full.exp_avg_sq.push_back(o.exp_avg_sq->to(device_));
+      }
+    }
+    sharded_->scatter(full);
+    opt.clear();
+    masters.clear();
+  }
   {
     torch::NoGradGuard ng;
     for (std::size_t i = 0; i < masters.size(); ++i) master_[i].copy_(*masters[i]);
@@ -1229,11 +1533,12 @@ GenerateOptions eval_options(const TrainConfig& c) {
 
 nlohmann::json run_heldout_eval(Trainer& tr, const std::string& out, Progress& progress, bool write_images) {
   const TrainConfig& c = tr.config();
-  EvalResult ev =
-      evaluate(*tr.policy(), tr.task(), tr.task().split.heldout, c.eval_samples, eval_options(c), c.eval_batch, tr.vq());
+  EvalResult ev = evaluate(*tr.policy(), tr.task(), tr.task().split.heldout, c.eval_samples, eval_options(c),
+                           c.eval_batch, tr.vq(), tr.parallel());
   nlohmann::json j = nlohmann::json::parse(ev.report.to_json());
   j["step"] = tr.step();
   j["seconds"] = ev.seconds;
+  if (!tr.parallel().leader()) return j;  // rank 0 writes
   const std::string base = (fs::path(out) / "eval" / step_name(tr.step())).string();
   write_file_atomic(base + ".json", j.dump() + "\n");
   if (write_images) {
@@ -1376,6 +1681,7 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
     else if (n == "eval_batch") stored.eval_batch = given.eval_batch;
     else if (n == "device") stored.device = given.device;
     else if (n == "grad_checkpoint") stored.grad_checkpoint = given.grad_checkpoint;
+    else if (n == "shard_optimizer") stored.shard_optimizer = given.shard_optimizer;
     else throw UsageError("the setting '" + n + "' cannot be changed on resume");
   }
 }
@@ -1384,11 +1690,42 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
 
 const std::vector<std::string>& resumable_settings() {
   static const std::vector<std::string> names = {"steps",        "save_every", "image_every", "eval_every",
-                                                 "eval_samples", "eval_batch", "device",      "grad_checkpoint"};
+                                                 "eval_samples", "eval_batch", "device",      "grad_checkpoint",
+                                                 "shard_optimizer"};
   return names;
 }
 
-int run_training(TrainConfig config, const RunOptions& o) {
+namespace {
+
+/// Data parallel: every rank says whether its part of a phase succeeded (a collective). A rank
+/// that failed rethrows its own error (rank 0's run-directory errors keep their kind and exit
+/// code); the others stop with an error naming the failed rank.
+void agree(const Parallel& par, const std::exception_ptr& err, const std::string& phase) {
+  if (par.world() == 1) {
+    if (err) std::rethrow_exception(err);
+    return;
+  }
+  const auto all = par.comm->all_gather(std::vector<std::int64_t>{err ? 1 : 0});
+  if (err) std::rethrow_exception(err);
+  for (std::size_t r = 0; r < all.size(); ++r)
+    if (all[r].at(0) != 0)
+      throw std::runtime_error("rank " + std::to_string(r) + " failed while " + phase +
+                               " (its error is on its stderr); rank " + std::to_string(par.rank()) + " stops too");
+}
+
+/// The stop signal every rank acts on: the first one any rank received (0: none).
+int agreed_stop(const Parallel& par, int mine) {
+  if (par.world() == 1) return mine;
+  int sig = 0;
+  for (const auto& v : par.comm->all_gather(std::vector<std::int64_t>{mine}))
+    if (sig == 0 && v.at(0) != 0) sig = static_cast<int>(v.at(0));
+  return sig;
+}
+
+}  // namespace
+
+int run_training(TrainConfig config, const RunOptions& o, const Parallel& par) {
+  const bool leader = par.leader();
   const bool resuming = !o.resume.empty();
   std::string resume_ckpt, original_init;
   std::int64_t resume_step = -1;
@@ -1409,8 +1746,16 @@ int run_training(TrainConfig config, const RunOptions& o) {
                          "): a resumed run writes only into its own directory (copy the run directory to continue "
                          "it elsewhere, then resume the copy)");
     }
-    lock = std::make_unique<RunLock>(run.string());
-    note_cleanup(clean_stale_temporaries(run.string()));
+    std::exception_ptr err;
+    try {
+      if (leader) {
+        lock = std::make_unique<RunLock>(run.string());
+        note_cleanup(clean_stale_temporaries(run.string()));
+      }
+    } catch (...) {
+      err = std::current_exception();
+    }
+    agree(par, err, "locking the run directory " + run.string());
     resume_ckpt = rp.checkpoint.empty() ? latest_checkpoint(run.string()) : rp.checkpoint;
     const std::string tfile = (fs::path(resume_ckpt) / "trainer.safetensors").string();
     const SafeTensors st = load_safetensors(tfile);
@@ -1439,21 +1784,29 @@ int run_training(TrainConfig config, const RunOptions& o) {
       throw UsageError("--model-dir " + config.model_dir + ": no such directory");
     config.out = run.string();
     // Read and validate every input (the --init model) before anything is created on disk.
-    trainer = std::make_unique<Trainer>(config);
-    fs::create_directories(run);
-    lock = std::make_unique<RunLock>(run.string());
-    const std::vector<std::string> held = run_entries_in(run);
-    if (!held.empty() && !o.replace)
-      throw UsageError("--out " + config.out + " already holds a run (" + join(held, ", ") +
-                       "): continue it with --resume " + shell_quote(run.string()) +
-                       ", choose another --out, or pass --replace to move its files aside into a new directory " +
-                       config.out + ".replaced-<time> and start afresh");
-    if (!held.empty()) {
-      const std::string aside = move_run_aside(run, held);
-      std::fprintf(stderr, "janus_trainer: --replace: the previous run's files (%s) are now in %s\n",
-                   join(held, ", ").c_str(), aside.c_str());
+    trainer = std::make_unique<Trainer>(config, par);
+    std::exception_ptr err;
+    try {
+      if (leader) {  // rank 0 alone owns the run directory
+        fs::create_directories(run);
+        lock = std::make_unique<RunLock>(run.string());
+        const std::vector<std::string> held = run_entries_in(run);
+        if (!held.empty() && !o.replace)
+          throw UsageError("--out " + config.out + " already holds a run (" + join(held, ", ") +
+                           "): continue it with --resume " + shell_quote(run.string()) +
+                           ", choose another --out, or pass --replace to move its files aside into a new directory " +
+                           config.out + ".replaced-<time> and start afresh");
+        if (!held.empty()) {
+          const std::string aside = move_run_aside(run, held);
+          std::fprintf(stderr, "janus_trainer: --replace: the previous run's files (%s) are now in %s\n",
+                       join(held, ", ").c_str(), aside.c_str());
+        }
+        note_cleanup(clean_stale_temporaries(run.string()));
+      }
+    } catch (...) {
+      err = std::current_exception();
     }
-    note_cleanup(clean_stale_temporaries(run.string()));
+    agree(par, err, "setting up the run directory " + run.string());
     original_init = config.init;
   }
   const auto t_start = std::chrono::steady_clock::now();
@@ -1463,28 +1816,42 @@ int run_training(TrainConfig config, const RunOptions& o) {
   if (resuming) {
     // Build the trainer and load the checkpoint (reads and validates every input) before
     // changing anything on disk.
-    trainer = std::make_unique<Trainer>(config);
+    trainer = std::make_unique<Trainer>(config, par);
     trainer->load_checkpoint(resume_ckpt);
   }
   Trainer& tr = *trainer;
   tr.mutable_config().init = original_init;
-  for (const char* sub : {"checkpoints", "images", "eval"}) fs::create_directories(run / sub);
-  fsync_directory(run.string());
   StopSignals stop;
-
   const std::string metrics_path = (run / "metrics.jsonl").string();
-  AppendLog metrics(metrics_path);
-  write_file_atomic((run / "config.json").string(), tr.config().to_json().dump(2) + "\n");
+  std::unique_ptr<AppendLog> metrics;  // rank 0's
+  {
+    std::exception_ptr err;
+    try {
+      if (leader) {
+        for (const char* sub : {"checkpoints", "images", "eval"}) fs::create_directories(run / sub);
+        fsync_directory(run.string());
+        metrics = std::make_unique<AppendLog>(metrics_path);
+        write_file_atomic((run / "config.json").string(), tr.config().to_json().dump(2) + "\n");
+      }
+    } catch (...) {
+      err = std::current_exception();
+    }
+    agree(par, err, "writing config.json into " + run.string());
+  }
 
   const TrainConfig& c = tr.config();
   const std::int64_t first_step = tr.step();
-  std::fprintf(stderr, "janus_trainer %s%s: %lld parameters (%lld trainable), %lldx%lld grid, %s, steps %lld..%lld -> %s\n",
+  if (leader) std::fprintf(stderr, "janus_trainer %s%s: %lld parameters (%lld trainable), %lldx%lld grid, %s, steps %lld..%lld -> %s\n",
                c.mode.c_str(), c.mode == "rl" ? (" --algo " + c.algo).c_str() : "",
                static_cast<long long>(count_parameters(*tr.policy())),
                static_cast<long long>(count_parameters(*tr.policy(), true)), static_cast<long long>(c.grid_height),
                static_cast<long long>(c.grid_width), c.device.c_str(), static_cast<long long>(first_step),
                static_cast<long long>(c.steps), c.out.c_str());
-  Progress progress(first_step, c.steps, o.progress);
+  if (leader && par.world() > 1)
+    std::fprintf(stderr, "janus_trainer: data parallel, %d processes (%s), %lld prompts per rank%s\n", par.world(),
+                 par.comm->backend().c_str(), static_cast<long long>(c.prompts / par.world()),
+                 c.shard_optimizer ? ", sharded optimizer" : "");
+  Progress progress(first_step, c.steps, o.progress, !leader);
   if (resuming)
     progress.note("resumed from " + resume_ckpt + " (step " + std::to_string(first_step) +
                   "); metrics.jsonl lines of this process carry \"resumed_from\": " + std::to_string(first_step));
@@ -1497,18 +1864,19 @@ int run_training(TrainConfig config, const RunOptions& o) {
   std::int64_t last_saved = resuming && fs::is_directory(ckpt_root / step_name(first_step)) ? first_step : -1;
   std::string last_checkpoint = last_saved >= 0 ? (ckpt_root / step_name(first_step)).string() : std::string();
   auto save = [&]() {
-    metrics.sync();  // the metrics of every step up to the checkpoint are on disk before it
+    if (metrics) metrics->sync();  // the metrics of every step up to the checkpoint are on disk before it
     const std::string name = step_name(tr.step());
     tr.save_checkpoint((ckpt_root / name).string(),
                        [&] { write_file_atomic((ckpt_root / "latest").string(), name + "\n"); });
     last_saved = tr.step();
     last_checkpoint = (ckpt_root / name).string();
   };
+  int stopping = agreed_stop(par, stop.pending());
   try {
-    while (tr.step() < c.steps && !stop.pending()) {
+    while (tr.step() < c.steps && !stopping) {
       StepMetrics m = tr.train_step();
       if (resuming) m.json["resumed_from"] = first_step;
-      metrics.append_line(m.json.dump());
+      if (metrics) metrics->append_line(m.json.dump());
       crash_point("after-step");
       step_times.push_back(m.json.at("step_time").get<double>());
       char info[160];
@@ -1522,34 +1890,37 @@ int run_training(TrainConfig config, const RunOptions& o) {
                       m.json.at("token_accuracy").get<double>());
       }
       progress.update(tr.step(), info);
+      stopping = agreed_stop(par, stop.pending());
       const std::int64_t s = tr.step();
       if (c.image_every > 0 && s % c.image_every == 0) {
         const std::string base = (fs::path(c.out) / "images" / step_name(s)).string();
         if (c.mode == "rl") {
-          write_sheet(base + ".png", tr.last_pictures().grids, tr.last_pictures().images, tr.last_scores(),
-                      static_cast<int>(c.group));
-          write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+          const Pictures pics = tr.gathered_pictures();  // every rank's rows (a collective)
+          if (leader) {
+            write_sheet(base + ".png", pics.grids, pics.images, tr.last_scores(), static_cast<int>(c.group));
+            write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+          }
         } else {
           EvalResult ev = evaluate(*tr.policy(), tr.task(), preview_prompts(tr.task()), 2, eval_options(c), c.eval_batch);
           write_sheet(base + ".png", ev.grids, ev.images, ev.scores, 2);
           write_prompts(base + ".txt", ev.metas, ev.scores);
         }
       }
-      if (c.eval_every > 0 && s % c.eval_every == 0 && s < c.steps && !stop.pending())
+      if (c.eval_every > 0 && s % c.eval_every == 0 && s < c.steps && !stopping)
         eval_last = run_heldout_eval(tr, c.out, progress, true);
       if (c.save_every > 0 && s % c.save_every == 0) save();
     }
   } catch (const NonFiniteStep& e) {
-    metrics.sync();
+    if (metrics) metrics->sync();
     throw NonFiniteStep(std::string(e.what()) + ". The run stops; nothing was saved after its last checkpoint (" +
                         (last_checkpoint.empty() ? std::string("none was written") : last_checkpoint) +
                         "), whose weights are finite: resuming it repeats this step; start again from it or "
                         "earlier with other settings (e.g. a lower --lr)");
   }
   if (last_saved != tr.step()) save();
-  metrics.sync();
-  if (const int sig = stop.pending()) {
-    std::fprintf(stderr,
+  if (metrics) metrics->sync();
+  if (const int sig = stopping) {
+    if (leader) std::fprintf(stderr,
                  "\njanus_trainer: stopped by %s after step %lld of %lld; checkpoint %s written.\n"
                  "To continue: %s\n",
                  sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(tr.step()),
@@ -1557,6 +1928,7 @@ int run_training(TrainConfig config, const RunOptions& o) {
     return 128 + sig;
   }
   eval_last = run_heldout_eval(tr, c.out, progress, true);
+  if (!leader) return 0;  // rank 0 writes the model and the summary
   save_model((fs::path(c.out) / "model.safetensors").string(), *tr.policy());
 
   // Summary.
@@ -1582,6 +1954,7 @@ int run_training(TrainConfig config, const RunOptions& o) {
   if (!eval_first.is_null()) summary["eval_initial"] = eval_first;
   summary["eval_final"] = eval_last;
   summary["parameters"] = count_parameters(*tr.policy());
+  summary["world_size"] = par.world();
   summary["files"] = {{"metrics", metrics_path},
                       {"model", (fs::path(c.out) / "model.safetensors").string()},
                       {"checkpoints", (fs::path(c.out) / "checkpoints").string()},

@@ -22,11 +22,27 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "distributed.hpp"
 #include "model.hpp"
 #include "shapes_task.hpp"
 #include "vq_decoder.hpp"
 
 namespace janus {
+
+namespace dp {
+class GradientSync;
+class ShardedAdamW;
+}  // namespace dp
+
+/// A data-parallel run's place (docs/trainer.md "Data parallelism"): the process group (null:
+/// one process) and the rank on this host (picks the GPU with --device cuda).
+struct Parallel {
+  std::shared_ptr<dist::Communicator> comm;
+  int local_rank = 0;
+  int rank() const { return comm ? comm->rank() : 0; }
+  int world() const { return comm ? comm->world_size() : 1; }
+  bool leader() const { return rank() == 0; }
+};
 
 /// A bad command-line value or combination of flags (janus_trainer exits with 2). The message
 /// names the flag.
@@ -82,6 +98,9 @@ struct TrainConfig {
   /// cast to float32, clipped and applied to the masters, which are rounded back into the model.
   std::string dtype = "f32";
   bool grad_checkpoint = false;  ///< gradient checkpointing of the language model (RL's teacher-forced pass)
+  /// Data parallelism: optimizer state, master weights and gradients sharded across the ranks
+  /// (ZeRO stage 1-2 style, data_parallel.hpp). No effect in a one-process run.
+  bool shard_optimizer = false;
 
   // run
   std::uint64_t seed = 0;
@@ -142,7 +161,9 @@ struct Task {
 
   explicit Task(const TrainConfig& c);
   /// Encodes prompts as section 2.2: BOS (+ "User:" frame) + words, right pads, <begin_of_image>.
-  PromptBatch encode(const std::vector<std::string>& prompts, const torch::Device& device) const;
+  /// `length`: the batch's length L (0: the longest prompt's + 1); std::invalid_argument when
+  /// shorter than that.
+  PromptBatch encode(const std::vector<std::string>& prompts, const torch::Device& device, std::int64_t length = 0) const;
   /// The model configuration for this task at the given sizes.
   ModelConfig model_config(std::int64_t hidden, std::int64_t layers, std::int64_t heads,
                            std::int64_t intermediate) const;
@@ -196,7 +217,10 @@ struct EvalResult {
 /// at most `batch` images, seed derived per batch) and scores them (render() with `vq`).
 EvalResult evaluate(JanusModelImpl& model, const Task& task, const std::vector<shapes::Metadata>& prompts,
                     std::int64_t samples_per_prompt, const GenerateOptions& gen, std::int64_t batch,
-                    const VqDecoder* vq = nullptr);
+                    const VqDecoder* vq = nullptr, const Parallel& parallel = {});
+/// With `parallel.comm`, evaluate() splits the decode batches across the ranks (batch c on rank
+/// c mod world, each with the seed of batch c, so the images are those of one process) and
+/// gathers the grids, pictures and scores: every rank returns the whole result.
 
 /// A JSON object of per-tag accuracies {"overall", "single_object", ...} of a report.
 nlohmann::json accuracy_json(const shapes::EvalReport& r);
@@ -208,7 +232,11 @@ class Trainer {
   /// seed), the reference (RL: a frozen copy of the initial policy) and the optimizer. With a
   /// model directory the task's prompt vocabulary is placed at the first ids of the model's text
   /// vocabulary (its special ids become the model's), until the model's own tokenizer is read.
-  explicit Trainer(const TrainConfig& config);
+  /// With `parallel.comm` (several processes): every rank builds the same trainer; rank 0's
+  /// initial weights are broadcast; each RL step samples and trains on this rank's whole groups
+  /// (prompts / world of them) and the gradients are summed over ranks (data_parallel.hpp).
+  explicit Trainer(const TrainConfig& config, Parallel parallel = {});
+  ~Trainer();
 
   /// One optimizer step (supervised or RL by `config.mode`) at `step()`; then step() + 1.
   StepMetrics train_step();
@@ -217,6 +245,8 @@ class Trainer {
   /// checkpoint exists at every moment: written and fsynced as "<dir>.janus-tmp-<pid>", an
   /// existing `dir` renamed aside, the new one renamed in, `before_cleanup` called (the run
   /// updates checkpoints/latest there), then the old one removed (run_dir.hpp).
+  /// Data parallel: every rank calls it (a sharded optimizer's state is gathered), rank 0 alone
+  /// writes, and every rank returns once the checkpoint is complete (a barrier).
   void save_checkpoint(const std::string& dir, const std::function<void()>& before_cleanup = {});
   /// Restores weights, reference, optimizer state and step from a checkpoint directory (or a
   /// run directory: its latest checkpoint). Validates everything against this trainer's model:
@@ -247,6 +277,11 @@ class Trainer {
   const Pictures& last_pictures() const { return last_pictures_; }
   const std::vector<shapes::Metadata>& last_metas() const { return last_metas_; }
   const std::vector<shapes::ScoreResult>& last_scores() const { return last_scores_; }
+  /// The last RL step's pictures of every rank, in row order (a collective in a data-parallel
+  /// run: every rank calls it; the grids and scores are already global, the decoded images are
+  /// gathered here).
+  Pictures gathered_pictures();
+  const Parallel& parallel() const { return parallel_; }
 
  private:
   StepMetrics sft_step();
@@ -261,7 +296,14 @@ class Trainer {
   /// What AdamW updates: the float32 masters in bf16, else the trainable parameters themselves.
   std::vector<torch::Tensor>& optimized() { return master_.empty() ? trainable_ : master_; }
 
+  /// Data parallel: gradients into the optimizer (summed, or sharded with the sharded optimizer).
+  double synced_update(double loss);
+  void broadcast_initial_weights();
+
   TrainConfig config_;
+  Parallel parallel_;
+  std::unique_ptr<dp::GradientSync> sync_;
+  std::unique_ptr<dp::ShardedAdamW> sharded_;
   Task task_;
   torch::Device device_;
   JanusModel policy_{nullptr};
@@ -308,7 +350,7 @@ const std::vector<std::string>& resumable_settings();
 /// after SIGINT / SIGTERM (the step finished and checkpointed). Throws UsageError (bad
 /// settings), NonFiniteStep (a non-finite step: the run stops, its last checkpoint is kept) or
 /// std::runtime_error.
-int run_training(TrainConfig config, const RunOptions& options);
+int run_training(TrainConfig config, const RunOptions& options, const Parallel& parallel = {});
 /// Held-out evaluation of a model: per-tag accuracy JSON (stdout and `json_path`) and a sample
 /// sheet (`png_path`). With `metadata_path`, the records of that GenEval JSONL file instead of
 /// the held-out prompts.

@@ -21,8 +21,8 @@ if(GCPO_BUILD_TRAINER)
 
   # The model, the gcpo glue, safetensors I/O and the training loops: one library shared by
   # the binary and the tests (few translation units: each libtorch one compiles slowly).
-  add_library(janus_trainer_lib STATIC model.cpp model_dir.cpp ops.cpp pretrained.cpp safetensors.cpp torch_bin.cpp
-                                     train.cpp vq_decoder.cpp)
+  add_library(janus_trainer_lib STATIC data_parallel.cpp model.cpp model_dir.cpp ops.cpp pretrained.cpp safetensors.cpp
+                                     torch_bin.cpp train.cpp vq_decoder.cpp)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
@@ -37,9 +37,9 @@ if(GCPO_BUILD_TRAINER)
   # translation unit sees c10d's headers and their macros. Debian's libtorch has Gloo (libgloo0)
   # but not its headers: they come with libgloo-dev (scripts/install-deps.sh --trainer). A
   # libtorch without Gloo's headers anywhere (some PyTorch wheels, which link Gloo into
-  # libtorch_cpu) builds the trainer without janus_dist: the trainer does not use it yet, and its
-  # tests are left out with a warning rather than failing the whole build (the GPU machine's
-  # device check builds the trainer against such a libtorch).
+  # libtorch_cpu) builds the trainer without janus_dist: janus_trainer then refuses a launch with
+  # WORLD_SIZE > 1, and the data-parallel tests are left out with a warning rather than failing
+  # the whole build (the GPU machine's device check builds the trainer against such a libtorch).
   find_path(JANUS_GLOO_INCLUDE_DIR gloo/config.h HINTS ${TORCH_INSTALL_PREFIX}/include)
   find_library(JANUS_GLOO_LIBRARY gloo)
   option(JANUS_REQUIRE_DIST "fail the configuration when janus_dist cannot be built (scripts/test.sh sets it)" OFF)
@@ -83,6 +83,9 @@ if(GCPO_BUILD_TRAINER)
 
   add_executable(janus_trainer trainer.cpp)
   target_link_libraries(janus_trainer PRIVATE janus_trainer_lib CLI11::CLI11 gcpo_project_flags ${CMAKE_DL_LIBS})
+  if(TARGET janus_dist)  # torchrun / launch.sh launches build a c10d process group
+    target_compile_definitions(janus_trainer PRIVATE JANUS_HAVE_DIST=1)
+  endif()
   target_precompile_headers(janus_trainer REUSE_FROM janus_trainer_lib)
 
   # Janus-Pro at its real size with random weights: load time, memory, generation speed (a benchmark)
@@ -135,6 +138,11 @@ if(GCPO_BUILD_TRAINER)
       JANUS_LAUNCH_SH="${PROJECT_SOURCE_DIR}/scripts/launch.sh")
     add_dependencies(test_janus_distributed janus_dist_worker)
     catch_discover_tests(test_janus_distributed TEST_PREFIX "trainer: " EXTRA_ARGS --warn NoTests PROPERTIES TIMEOUT 300)
+    # Data-parallel training: GradientSync / ShardedAdamW in process, then janus_trainer as 2
+    # Gloo processes against 1 (rollouts, metrics, weights, one writer, resume, sharding, a kill)
+    janus_add_test(test_janus_data_parallel tests/test_data_parallel.cpp PROPERTIES TIMEOUT 900)
+    target_compile_definitions(test_janus_data_parallel PRIVATE JANUS_TRAINER_BIN="$<TARGET_FILE:janus_trainer>")
+    add_dependencies(test_janus_data_parallel janus_trainer)
     endif()
   endif()
 endif()

@@ -7,6 +7,7 @@
 //   janus_trainer eval --model runs/gcpo --json acc.json --png sheet.png
 //   janus_trainer sample --model runs/gcpo --prompt "a photo of a red circle" -n 8 --png s.png
 //   janus_trainer rl --model-dir Janus-Pro-1B --device cuda --dtype bf16 --out runs/pro  # a published model
+//   torchrun --nproc-per-node 2 --no-python janus_trainer rl ...     # data parallel (or scripts/launch.sh 2 ...)
 //   janus_trainer forward --model-dir Janus-Pro-1B --input in.safetensors --output out.safetensors
 #include <dlfcn.h>
 
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -168,7 +170,8 @@ const std::map<std::string, std::string>& resume_flags() {
       {"--steps", "steps"},          {"--save-every", "save_every"},     {"--image-every", "image_every"},
       {"--eval-every", "eval_every"}, {"--eval-samples", "eval_samples"}, {"--eval-batch", "eval_batch"},
       {"--device", "device"},        {"--threads", ""},                  {"--out", ""},
-      {"--grad-checkpoint", "grad_checkpoint"},
+      {"--grad-checkpoint", "grad_checkpoint"}, {"--shard-optimizer", "shard_optimizer"},
+      {"--dist-backend", ""},        {"--dist-timeout", ""},             {"--bucket-mb", ""},
       {"--resume", ""}};
   return flags;
 }
@@ -200,6 +203,61 @@ janus::RunOptions run_options(CLI::App* cmd, const TrainConfig& c, bool quiet, c
         "directory) or --resume");
   }
   return o;
+}
+
+/// Launch flags of data parallelism (not stored in checkpoints: a resume may change them).
+struct DistFlags {
+  std::string backend = "auto";
+  double timeout_s = 300;
+  double bucket_mb = 25;
+};
+
+/// The process group of a torchrun / launch.sh / srun launch (RANK, WORLD_SIZE, ... set), or none
+/// (one process; WORLD_SIZE=1 is one process too).
+janus::Parallel make_parallel(const DistFlags& f, const TrainConfig& c) {
+  std::optional<janus::dist::LaunchEnv> env;
+  try {
+    env = janus::dist::LaunchEnv::from_environment();
+  } catch (const std::invalid_argument& e) {
+    throw janus::UsageError(e.what());
+  }
+  if (!env || env->world_size == 1) return {};
+#ifdef JANUS_HAVE_DIST
+  janus::dist::Options o;
+  o.backend = f.backend;
+  o.device = c.device == "cuda" ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env->local_rank)) : c10::Device(c10::kCPU);
+  o.timeout = std::chrono::milliseconds(static_cast<long long>(f.timeout_s * 1000.0));
+  o.bucket_bytes = static_cast<std::size_t>(f.bucket_mb * 1024.0 * 1024.0);
+  janus::Parallel p;
+  try {
+    p.comm = std::make_shared<janus::dist::ProcessGroup>(*env, o);
+  } catch (const std::invalid_argument& e) {
+    throw janus::UsageError(std::string("--dist-backend / --device: ") + e.what());
+  }
+  p.local_rank = env->local_rank;
+  return p;
+#else
+  (void)f;
+  (void)c;
+  throw std::runtime_error("WORLD_SIZE is " + std::to_string(env->world_size) +
+                           " but this janus_trainer was built without data parallelism (janus_dist: c10d's Gloo "
+                           "headers were not found at configure time; install libgloo-dev and reconfigure)");
+#endif
+}
+
+void add_dist_options(CLI::App* app, DistFlags& d, TrainConfig& c) {
+  app->add_flag("--shard-optimizer", c.shard_optimizer,
+                "data parallel: shard the optimizer state, master weights and gradients across the ranks (ZeRO 1-2)");
+  app->add_option("--dist-backend", d.backend, "data parallel: c10d backend (auto: nccl with --device cuda, else gloo)")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
+      ->capture_default_str();
+  app->add_option("--dist-timeout", d.timeout_s,
+                  "data parallel: seconds a rendezvous or a collective may take before the run stops with an error")
+      ->check(real_in(0.1, 86400))
+      ->capture_default_str();
+  app->add_option("--bucket-mb", d.bucket_mb, "data parallel: MiB of float32 gradients per all-reduce bucket")
+      ->check(real_in(0.001, 4096))
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -256,6 +314,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   c_rl->add_flag("--grad-checkpoint", rl.grad_checkpoint,
                  "gradient checkpointing of the language model (less activation memory, one more forward)");
+  DistFlags rl_dist;
+  add_dist_options(c_rl, rl_dist, rl);
   c_rl->add_option("--algo", rl.algo, "gcpo or grpo")->check(CLI::IsMember({"gcpo", "grpo"}))->capture_default_str();
   c_rl->add_option("--prompts", rl.prompts, "P prompts per step")->check(integer_in(1, limits::max_batch))->capture_default_str();
   c_rl->add_option("--group", rl.group, "G samples per prompt")->check(integer_in(2, limits::max_batch))->capture_default_str();
@@ -359,9 +419,12 @@ int main(int argc, char** argv) {
       // A published model draws 384x384 pictures (24 x 24 tokens of 16 pixels) unless --grid says otherwise.
       if (!rl.model_dir.empty() && c_rl->count("--grid") == 0) rl_grid = 24;
       rl.grid_height = rl.grid_width = static_cast<int>(rl_grid);
-      const janus::RunOptions o = run_options(c_rl, rl, quiet, program);
+      janus::RunOptions o = run_options(c_rl, rl, quiet, program);
       set_threads(rl_threads);
-      return janus::run_training(rl, o);
+      const janus::Parallel par = make_parallel(rl_dist, rl);
+      if (par.world() > 1)
+        o.program = "torchrun --nproc-per-node " + std::to_string(par.world()) + " --no-python " + program;
+      return janus::run_training(rl, o, par);
     }
     if (*c_eval) {
       ev.grid_height = ev.grid_width = static_cast<int>(ev_grid);
