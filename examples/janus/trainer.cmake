@@ -135,7 +135,8 @@ if(GCPO_BUILD_TRAINER)
     target_link_libraries(test_janus_distributed PRIVATE janus_dist gcpo_catch_main gcpo_project_flags)
     target_compile_definitions(test_janus_distributed PRIVATE
       JANUS_DIST_WORKER_BIN="$<TARGET_FILE:janus_dist_worker>"
-      JANUS_LAUNCH_SH="${PROJECT_SOURCE_DIR}/scripts/launch.sh")
+      JANUS_LAUNCH_SH="${PROJECT_SOURCE_DIR}/scripts/launch.sh"
+      JANUS_SLURM_ENV_SH="${PROJECT_SOURCE_DIR}/scripts/slurm_env.sh")
     add_dependencies(test_janus_distributed janus_dist_worker)
     catch_discover_tests(test_janus_distributed TEST_PREFIX "trainer: " EXTRA_ARGS --warn NoTests PROPERTIES TIMEOUT 300)
     # Data-parallel training: GradientSync / ShardedAdamW in process, then janus_trainer as 2

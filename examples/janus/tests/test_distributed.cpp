@@ -67,6 +67,7 @@ using namespace janus_launch;
 
 const std::string worker = JANUS_DIST_WORKER_BIN;
 const std::string launch_sh = JANUS_LAUNCH_SH;
+const std::string slurm_sh = JANUS_SLURM_ENV_SH;
 
 bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
 
@@ -302,6 +303,53 @@ TEST_CASE("scripts/launch.sh: 2 ranks with torchrun's variables", "[dist]") {
     CHECK(contains(log, p + "env TORCHELASTIC_USE_AGENT_STORE=False\n"));
     CHECK(contains(log, p + "env OMP_NUM_THREADS=1\n"));
   }
+}
+
+TEST_CASE("scripts/slurm_env.sh: 2 ranks from SLURM's variables", "[dist]") {
+  TempDir dir;
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  for (int r = 0; r < 2; ++r) {
+    // what srun sets for task r of a 2-task step on one node (MASTER_ADDR given: no scontrol here)
+    pids.push_back(spawn({"/bin/bash", slurm_sh, worker, "launch_ok", "20000"},
+                         {{"SLURM_PROCID", std::to_string(r)}, {"SLURM_NTASKS", "2"}, {"SLURM_LOCALID", std::to_string(r)},
+                          {"SLURM_TASKS_PER_NODE", "2(x1)"}, {"SLURM_JOB_ID", "4242"},
+                          {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}},
+                         dir.path + "/rank" + std::to_string(r) + ".log"));
+  }
+  for (int r = 0; r < 2; ++r) {
+    const Exit e = wait_for(pids[static_cast<std::size_t>(r)], 120);
+    const std::string log = slurp(dir.path + "/rank" + std::to_string(r) + ".log");
+    INFO("rank " << r << ":\n" << log);
+    REQUIRE(e.exited);
+    CHECK(e.code() == 0);
+    CHECK(contains(log, "PASS launch rank " + std::to_string(r) + " of 2\n"));
+    CHECK(contains(log, "env RANK=" + std::to_string(r) + "\n"));
+    CHECK(contains(log, "env LOCAL_RANK=" + std::to_string(r) + "\n"));
+    CHECK(contains(log, "env WORLD_SIZE=2\n"));
+    CHECK(contains(log, "env LOCAL_WORLD_SIZE=2\n"));
+    CHECK(contains(log, "env MASTER_PORT=" + std::to_string(port) + "\n"));
+    CHECK(contains(log, "env TORCHELASTIC_USE_AGENT_STORE=False\n"));
+    CHECK(contains(log, "env OMP_NUM_THREADS=1\n"));
+  }
+  // no MASTER_PORT: one per job, 20000 + SLURM_JOB_ID mod 10000
+  {
+    const pid_t pid = spawn({"/bin/bash", slurm_sh, "/usr/bin/env"},
+                            {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"},
+                             {"SLURM_NTASKS_PER_NODE", "2"}, {"SLURM_JOB_ID", "123456"}, {"MASTER_ADDR", "node7"}},
+                            dir.path + "/env");
+    CHECK(wait_for(pid, 60).code() == 0);
+    const std::string env = slurp(dir.path + "/env");
+    INFO(env);
+    for (const char* line : {"\nMASTER_PORT=23456\n", "\nRANK=1\n", "\nWORLD_SIZE=4\n", "\nLOCAL_RANK=0\n",
+                             "\nLOCAL_WORLD_SIZE=2\n", "\nMASTER_ADDR=node7\n"})
+      CHECK(contains("\n" + env, line));
+  }
+  // outside srun: the missing variable is named, nothing started
+  const pid_t pid = spawn({"/bin/bash", slurm_sh, worker, "launch_ok", "20000"}, {{"SLURM_NTASKS", "2"}}, dir.path + "/bad");
+  const Exit e = wait_for(pid, 60);
+  CHECK(e.code() == 64);
+  CHECK(contains(slurp(dir.path + "/bad"), "SLURM_PROCID (\"\") is not set or not a non-negative integer"));
 }
 
 TEST_CASE("scripts/launch.sh: a rank exiting 3 stops the others and is named", "[dist]") {
