@@ -844,12 +844,13 @@ Trainer::~Trainer() = default;
 
 void Trainer::broadcast_initial_weights() {
   // Every rank built the same weights from the same seed or files; rank 0's are broadcast
-  // anyway (as PyTorch's DDP does), so no rank can start from others. 16-bit tensors travel as
-  // their bits (int16), which every backend carries.
+  // anyway (as PyTorch's DDP does), so no rank can start from others. bf16 tensors travel as
+  // their bits viewed as float16 (Gloo in libtorch 1.13 carries no bf16 and no int16; a
+  // broadcast copies bits, no arithmetic).
   torch::NoGradGuard ng;
   std::vector<torch::Tensor> tensors;
   for (auto& p : policy_->parameters())
-    tensors.push_back(p.element_size() == 2 ? p.view(torch::kShort) : p);
+    tensors.push_back(p.scalar_type() == at::kBFloat16 ? p.view(torch::kHalf) : p);
   parallel_.comm->broadcast(tensors);
 }
 
