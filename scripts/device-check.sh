@@ -17,6 +17,10 @@
 #      with CFG and the KV cache, a teacher-forced pass, a VQ decode, peak device memory); janus-rl,
 #      `janus_bench_pretrained rl` on it: RL steps at the real shapes (N = 576, CFG 5, bf16, P 1 x
 #      G 4, 2 steps) with step time, phases, tokens/s, the operators' share and peak memory;
+#   5c. janus-dp (issue 11): with two GPUs or more, janus_trainer as 2 NCCL processes
+#      (scripts/launch.sh, --dist-backend nccl) against 1 process on the README demo's warm start:
+#      the per-step rollout digests must match; with one GPU (or a trainer built without c10d's
+#      Gloo headers or NCCL) it says so and is skipped;
 #   6. prints the stage results, then one summary table last (scripts/bench-summary.py): operator,
 #      shape, dtype, time, GB/s, % of the copy bandwidth measured in the same run, floor, baseline,
 #      speed-up; the goals of issue 3 just above it.
@@ -62,7 +66,7 @@
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
-#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer janus-hf janus-1b janus-rl),
+#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer janus-hf janus-1b janus-rl janus-dp),
 #   GCPO_JANUS_RESERVE_S (0), GCPO_JANUS_RL_ARGS ("--prompts 1 --group 4 --steps 2": the
 #   janus-rl stage's shape; --grad-checkpoint may be added), GCPO_BUILD_ALL=1 (also the host
 #   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
@@ -563,6 +567,7 @@ print("\n".join(seen))' | grep .)
   fi
   trainer_stage
   janus_stages
+  janus_dp_stage
   finish
 }
 
@@ -803,6 +808,50 @@ PYEOF
     else
       record janus-rl FAIL $((SECONDS - t0)) "janus_bench_pretrained write/rl exit $rc (janus-rl.log, janus-1b-write.log)"
       if [[ -f $LOGS/janus-rl.log ]]; then show_tail "$LOGS/janus-rl.log" 20; else show_tail "$LOGS/janus-1b-write.log" 20; fi
+    fi
+  fi
+}
+
+# ---- 8. data parallelism on NCCL (issue 11) --------------------------------------------------------
+# 2 processes of janus_trainer (scripts/launch.sh: torchrun's variables, one GPU each by LOCAL_RANK)
+# against 1 on the same global batch; the rollouts must be the same (metrics' rollout_digest).
+# Needs 2 GPUs and a trainer whose janus_dist has NCCL ("janus_dist: c10d Gloo ON, NCCL ON" in
+# trainer-build.log); otherwise SKIP with the reason. Logs: janus-dp-1.log, janus-dp-2.log.
+janus_dp_stage() {
+  section "data parallelism: 2 NCCL processes vs 1 (janus-dp)"
+  local bin=$TRAINER_BUILD/examples/janus/janus_trainer gpus t0=$SECONDS rc
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+  if skipped janus-dp; then
+    record janus-dp SKIP 0 "GCPO_SKIP"
+  elif ((gpus < 2)); then
+    record janus-dp SKIP 0 "this machine has $gpus GPU(s): 2 NCCL processes need 2 (the CPU CI runs 2 Gloo processes)"
+  elif [[ ! -x $bin ]]; then
+    record janus-dp SKIP 0 "janus_trainer was not built (trainer-build.log)"
+  elif ! grep -q 'janus_dist: c10d Gloo ON, NCCL ON' "$LOGS/trainer-build.log" 2>/dev/null; then
+    record janus-dp SKIP 0 "the trainer was built without NCCL in janus_dist ($(grep -m1 -E 'janus_dist' "$LOGS/trainer-build.log" 2>/dev/null || echo 'no janus_dist line'); trainer-build.log)"
+  else
+    local run=$BUILD/janus-dp args
+    rm -rf "$run"
+    args=(-q rl --device cuda --init "$ROOT/examples/janus/checkpoints/demo-8x8.safetensors" --grid 8
+      --tags single_object,two_object --reward clean --prompts 4 --group 16 --steps 3 --save-every 0
+      --image-every 0 --eval-samples 4)
+    run_limited "$(limit 60 5)" "$LOGS/janus-dp-1.log" "$bin" "${args[@]}" --out "$run/one"
+    rc=$?
+    if ((rc == 0)); then
+      run_limited "$(limit 90 5)" "$LOGS/janus-dp-2.log" bash "$ROOT/scripts/launch.sh" 2 "$bin" "${args[@]}" \
+        --dist-backend nccl --dist-timeout 60 --out "$run/two"
+      rc=$?
+    fi
+    local d1 d2
+    d1=$(grep -o '"rollout_digest":"[0-9a-f]*"' "$run/one/metrics.jsonl" 2>/dev/null | tr '\n' ' ')
+    d2=$(grep -o '"rollout_digest":"[0-9a-f]*"' "$run/two/metrics.jsonl" 2>/dev/null | tr '\n' ' ')
+    if ((rc == 0)) && [[ -n $d1 && $d1 == "$d2" ]]; then
+      record janus-dp PASS $((SECONDS - t0)) "2 NCCL processes sampled the rollouts of 1 over 3 steps; s/step $(python3 -c 'import json,sys; print("%.2f (1) vs %.2f (2)" % tuple(json.load(open(p))["mean_step_seconds"] for p in sys.argv[1:]))' "$run/one/summary.json" "$run/two/summary.json" 2>/dev/null)"
+    elif ((rc == 124 || rc == 137)); then
+      record janus-dp TIMEOUT $((SECONDS - t0)) "janus-dp-*.log"
+    else
+      record janus-dp FAIL $((SECONDS - t0)) "exit $rc; digests: 1 process [$d1], 2 processes [$d2] (janus-dp-*.log)"
+      show_tail "$LOGS/janus-dp-2.log" 20
     fi
   fi
 }

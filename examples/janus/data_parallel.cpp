@@ -81,10 +81,7 @@ GradientSync::~GradientSync() {
 
 void GradientSync::arm() {
   const std::size_t B = layout_.buckets.size();
-  flat_.assign(B, torch::Tensor());
-  for (std::size_t b = 0; b < B; ++b)
-    flat_[b] = torch::zeros({layout_.buckets[b].padded},
-                            torch::TensorOptions().dtype(torch::kFloat).device(params_.front().device()));
+  flat_.assign(B, torch::Tensor());  // each allocated when its first gradient arrives (bucket())
   arrived_.assign(B, 0);
   seen_.assign(params_.size(), 0);
   pending_.clear();
@@ -106,7 +103,7 @@ void GradientSync::on_gradient(std::size_t i, const torch::Tensor& g) {
   torch::NoGradGuard ng;
   const std::size_t b = layout_.bucket_of[i];
   const auto& bk = layout_.buckets[b];
-  flat_[b].narrow(0, bk.offsets[layout_.index_in_bucket[i]], g.numel()).view(g.sizes()).add_(g);
+  bucket(b).narrow(0, bk.offsets[layout_.index_in_bucket[i]], g.numel()).view(g.sizes()).add_(g);
   // The engine stores g as this parameter's gradient right after this hook; the previous
   // parameter's stored gradient, already in its bucket, is not needed any more.
   if (previous_ >= 0) params_[static_cast<std::size_t>(previous_)].mutable_grad().reset();
@@ -117,13 +114,22 @@ void GradientSync::on_gradient(std::size_t i, const torch::Tensor& g) {
 void GradientSync::start_ready(bool all) {
   const std::size_t B = layout_.buckets.size();
   while (next_start_ < B && (all || arrived_[next_start_] == layout_.buckets[next_start_].params.size())) {
-    pending_[next_start_] = comm_.start_all_reduce_sum(flat_[next_start_]);
+    pending_[next_start_] = comm_.start_all_reduce_sum(bucket(next_start_));
     if (!finishing_) ++started_early_;
     ++next_start_;
     // Sharded: the bucket before the one just started is waited for and cut to its shard.
     if (shard_ && !all)
       while (next_cut_ + 1 < next_start_) cut(next_cut_++);
   }
+}
+
+torch::Tensor& GradientSync::bucket(std::size_t b) {
+  // Allocated on first use, so that with sharding the full-size buckets exist only between
+  // their first gradient and their cut: at most two at a time, not the whole gradient.
+  if (!flat_[b].defined())
+    flat_[b] = torch::zeros({layout_.buckets[b].padded},
+                            torch::TensorOptions().dtype(torch::kFloat).device(params_.front().device()));
+  return flat_[b];
 }
 
 void GradientSync::cut(std::size_t b) {
@@ -231,7 +237,7 @@ std::size_t ShardedAdamW::state_bytes() const {
   return elements * sizeof(float) * (step_count() > 0 ? 3 : 1);
 }
 
-ShardedAdamW::Full ShardedAdamW::gather() const {
+ShardedAdamW::Full ShardedAdamW::gather(bool keep) const {
   torch::NoGradGuard ng;
   Full f;
   f.step = step_count();
@@ -248,6 +254,7 @@ ShardedAdamW::Full ShardedAdamW::gather() const {
     const auto& bk = layout_.buckets[b];
     torch::Tensor full = torch::empty({bk.padded}, shard.options());
     comm_.all_gather(shard.contiguous(), full);
+    if (!keep) return;
     for (std::size_t j = 0; j < bk.params.size(); ++j) {
       // the parameter's shape is not known here: the caller reshapes (flat views, cloned)
       const std::int64_t end = j + 1 < bk.params.size() ? bk.offsets[j + 1] : bk.numel;

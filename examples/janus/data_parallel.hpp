@@ -119,6 +119,7 @@ class GradientSync {
   void on_gradient(std::size_t i, const torch::Tensor& g);
   void start_ready(bool all);
   void cut(std::size_t b);
+  torch::Tensor& bucket(std::size_t b);
 
   dist::Communicator& comm_;
   std::vector<torch::Tensor> params_;
@@ -155,14 +156,16 @@ class ShardedAdamW {
   bool step(const std::vector<torch::Tensor>& shard_grads, double grad_norm, double max_norm, double lr,
             const std::vector<torch::Tensor>& params);
 
-  /// The unsharded state, on every rank (collectives): per parameter (in the order of the
-  /// parameter list) its float32 master weight, exp_avg and exp_avg_sq, and the optimizer's
-  /// step count (0 before the first step: then the moments are undefined).
+  /// The unsharded state (collectives: every rank calls it): per parameter (in the order of
+  /// the parameter list) its float32 master weight, exp_avg and exp_avg_sq, and the optimizer's
+  /// step count (0 before the first step: then the moments are undefined). Only a rank with
+  /// `keep` assembles it (the checkpoint writer); the others hold one bucket at a time and get
+  /// the step count alone.
   struct Full {
     std::vector<torch::Tensor> master, exp_avg, exp_avg_sq;
     std::int64_t step = 0;
   };
-  Full gather() const;
+  Full gather(bool keep = true) const;
   /// Takes this rank's shards of an unsharded state (no collective).
   void scatter(const Full& full);
 

@@ -1275,7 +1275,7 @@ void Trainer::save_checkpoint(const std::string& dir, const std::function<void()
   // Data parallel: the sharded optimizer's state is gathered on every rank (a collective), rank
   // 0 writes, and no rank goes on before the checkpoint is complete.
   dp::ShardedAdamW::Full full;
-  if (sharded_) full = sharded_->gather();
+  if (sharded_) full = sharded_->gather(parallel_.leader());  // assembled on rank 0 only
   if (!parallel_.leader()) {
     parallel_.comm->barrier();
     return;
