@@ -302,6 +302,18 @@ double weight_difference(const fs::path& a, const fs::path& b) {
   return worst;
 }
 
+/// A run of 2 steps on `first_world` processes (`first_args`), then resumed to 4 steps on
+/// `resume_world` (REQUIREs both to succeed).
+void run_then_resume(const fs::path& run, int first_world, const std::vector<std::string>& first_args, int resume_world,
+                     const fs::path& logs, const std::string& name) {
+  const Launch a = launch(first_world, first_args, logs, name);
+  INFO(a.text());
+  REQUIRE(a.ok());
+  const Launch b = launch(resume_world, resume_args(run, 4), logs, name + "-resumed");
+  INFO(b.text());
+  REQUIRE(b.ok());
+}
+
 bool files_bit_equal(const fs::path& a, const fs::path& b) { return slurp(a.string()) == slurp(b.string()); }
 
 std::set<std::string> entries(const fs::path& dir) {
@@ -356,33 +368,23 @@ TEST_CASE("data parallel, 2 Gloo processes: one process's rollouts, metrics and 
 
   SECTION("resume with the same world size is bit-exact") {
     const fs::path half = tmp.path / "half";
-    const Launch a = launch(2, rl_args(half, 2), logs, "half");
-    INFO(a.text());
-    REQUIRE(a.ok());
-    const Launch b = launch(2, resume_args(half, 4), logs, "half-resumed");
-    INFO(b.text());
-    REQUIRE(b.ok());
+    run_then_resume(half, 2, rl_args(half, 2), 2, logs, "half");
     CHECK(weight_difference(half / "model.safetensors", tmp.path / "two" / "model.safetensors") == 0);
     auto mh = metrics_of(half);
     REQUIRE(mh.size() == 4);
     for (std::size_t i = 0; i < 4; ++i) {
       mh[i].erase("resumed_from");
+      auto ref = m2[i];
       for (const char* k : {"sample_time", "reward_time", "ops_time", "train_time", "step_time"}) {
         mh[i].erase(k);
+        ref.erase(k);
       }
-      auto ref = m2[i];
-      for (const char* k : {"sample_time", "reward_time", "ops_time", "train_time", "step_time"}) ref.erase(k);
       CHECK(mh[i] == ref);
     }
   }
   SECTION("resume with another world size (2 -> 1) continues within the bound") {
     const fs::path half = tmp.path / "half1";
-    const Launch a = launch(2, rl_args(half, 2), logs, "half1");
-    INFO(a.text());
-    REQUIRE(a.ok());
-    const Launch b = launch(1, resume_args(half, 4), logs, "half1-resumed");
-    INFO(b.text());
-    REQUIRE(b.ok());
+    run_then_resume(half, 2, rl_args(half, 2), 1, logs, "half1");
     const auto mh = metrics_of(half);
     check_same_metrics(mh, m1);
     CHECK(weight_difference(half / "model.safetensors", tmp.path / "one" / "model.safetensors") <= kWeightBound);
@@ -410,22 +412,12 @@ TEST_CASE("data parallel, 2 Gloo processes: the sharded optimizer matches the un
 
   SECTION("a sharded run resumes bit-exactly, sharded") {
     const fs::path half = tmp.path / "half";
-    const Launch a = launch(2, rl_args(half, 2, {"--shard-optimizer"}), logs, "half");
-    INFO(a.text());
-    REQUIRE(a.ok());
-    const Launch b = launch(2, resume_args(half, 4), logs, "half-resumed");
-    INFO(b.text());
-    REQUIRE(b.ok());
+    run_then_resume(half, 2, rl_args(half, 2, {"--shard-optimizer"}), 2, logs, "half");
     CHECK(weight_difference(half / "model.safetensors", tmp.path / "sharded" / "model.safetensors") == 0);
   }
   SECTION("a sharded checkpoint resumes in one process") {
     const fs::path half = tmp.path / "half1";
-    const Launch a = launch(2, rl_args(half, 2, {"--shard-optimizer"}), logs, "half1");
-    INFO(a.text());
-    REQUIRE(a.ok());
-    const Launch b = launch(1, resume_args(half, 4), logs, "half1-resumed");
-    INFO(b.text());
-    REQUIRE(b.ok());
+    run_then_resume(half, 2, rl_args(half, 2, {"--shard-optimizer"}), 1, logs, "half1");
     CHECK(weight_difference(half / "model.safetensors", tmp.path / "plain" / "model.safetensors") <= kWeightBound);
   }
 }
