@@ -2,7 +2,7 @@
 # Installs the Debian packages gcpo's build, tests, benchmarks and examples need, skipping
 # those already present (apt-get update runs only when something is missing).
 #   scripts/install-deps.sh            # library, tests, benchmarks, demo
-#   scripts/install-deps.sh --trainer  # also libtorch for the example trainer
+#   scripts/install-deps.sh --trainer  # also libtorch for the example trainer, PyTorch + pytest for python/
 #   scripts/install-deps.sh --compare  # also matplotlib for scripts/compare.py's figure
 set -euo pipefail
 
@@ -12,7 +12,9 @@ for arg in "$@"; do
   case "$arg" in
     # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower. libgloo-dev:
     # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data parallelism, issue 11).
-    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread libgloo-dev) ;;
+    # python3-torch, python3-pytest: the Python extension's tests (python/, issue 12), the same
+    # PyTorch 1.13 as libtorch-dev.
+    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread libgloo-dev python3-torch python3-pytest) ;;
     --compare) pkgs+=(python3 python3-matplotlib) ;;
     *) echo "install-deps.sh: unknown option '$arg' (use --trainer and/or --compare)" >&2; exit 2 ;;
   esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every gcpo test on a fresh Debian machine (installing what is missing):
 #  1. the normal build (Release): host tests, conformance, consumer (find_package) test,
-#     example-trainer tests when libtorch is present, every CUDA test run by the SIMT simulator
+#     example-trainer tests when libtorch is present, the Python extension (python/, built with
+#     -DGCPO_BUILD_PYTHON=ON) and its pytest suite (CTest "python: pytest"),
+#     every CUDA test run by the SIMT simulator
 #     (tests/sim: the real kernels on CPU threads, CTest names "sim: ..."), and, when nvcc is
 #     found, every CUDA target compiled for sm_80 and sm_90 (the GPU tests are reported skipped
 #     by CTest without a GPU);
@@ -24,8 +26,10 @@ fi
 
 echo "== gcpo: build (Release, CUDA=$cuda) =="
 # JANUS_REQUIRE_DIST: the data-parallel tests must build here (install-deps brings Gloo's headers).
+# GCPO_BUILD_PYTHON: the PyTorch extension and the gcpo package in build/python (install-deps
+# brings python3-torch and python3-pytest); CTest runs its pytest suite.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=$cuda -DCMAKE_CUDA_ARCHITECTURES="80;90" \
-  -DJANUS_REQUIRE_DIST=ON
+  -DJANUS_REQUIRE_DIST=ON -DGCPO_BUILD_PYTHON=ON
 cmake --build build -j "$JOBS"
 echo "== gcpo: tests =="
 ctest --test-dir build --output-on-failure -j "$JOBS"
