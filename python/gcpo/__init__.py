@@ -19,6 +19,7 @@ import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "LOSS_STATS",
@@ -95,6 +96,7 @@ class _TokenStats(torch.autograd.Function):
         return entropy, logprob, lse
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_entropy, grad_logprob, grad_lse):
         if grad_logprob is None or not ctx.needs_input_grad[0]:
             return None, None, None
@@ -200,6 +202,7 @@ class _GcpoLoss(torch.autograd.Function):
         return loss, stats, weight, kl
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_loss, grad_stats, grad_weight, grad_kl):
         if grad_loss is None or not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None

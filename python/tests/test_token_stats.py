@@ -206,6 +206,40 @@ def test_mixed_devices_are_refused():
         gcpo.token_stats(logits, tokens.to("meta"))
 
 
+def test_raw_op_takes_strided_rows_without_a_copy_and_names_bad_layouts():
+    """torch.ops.gcpo.token_stats makes no copies: rows inside a wider buffer go to the library as
+    a strided view (and give the contiguous result); layouts it cannot take are named."""
+    logits, tokens = make(R=2, N=4, V=5)
+    wide = torch.zeros(2, 8, 9)
+    wide[:, ::2, 2:7] = logits
+    got = torch.ops.gcpo.token_stats(wide[:, ::2, 2:7], tokens, 1.0)
+    for x, y in zip(got, torch.ops.gcpo.token_stats(logits, tokens, 1.0)):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="`tokens`.*contiguous"):
+        torch.ops.gcpo.token_stats(logits, tokens.t().contiguous().t(), 1.0)
+    with pytest.raises(ValueError, match=r"`logits.strides\[2\]` \(4\) must be 1"):
+        torch.ops.gcpo.token_stats(logits.transpose(1, 2).contiguous().transpose(1, 2), tokens, 1.0)
+
+
+def test_grad_through_the_documented_copy():
+    logits, tokens = make(R=2, N=3, V=6, seed=12)
+    x = logits.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)  # innermost stride != 1
+    gcpo.token_stats(x, tokens)[1].sum().backward()
+    x64 = logits.double().requires_grad_(True)
+    ref.token_stats(x64, tokens)[1].sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, atol=1e-6, rtol=1e-3)
+
+
+def test_no_double_backward():
+    logits, tokens = make(R=1, N=2, V=4)
+    x = logits.clone().requires_grad_(True)
+    lp = gcpo.token_stats(x, tokens)[1]
+    (g,) = torch.autograd.grad(lp.sum(), x, create_graph=True)
+    assert not g.requires_grad  # once_differentiable: the backward itself is not differentiated
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        g.sum().backward()
+
+
 def test_registered_op_is_callable_directly():
     logits, tokens = make()
     # torch.ops.gcpo.token_stats itself (no Python wrapper, no autograd): the CPU kernel.
