@@ -24,6 +24,7 @@ status generation_step(const_tensor_view cond_logits, const_tensor_view uncond_l
                                             memory_space::device));
   GCPO_TRY(detail::check_generation_step_workspace(cond_logits, uncond_logits, tokens, logprob, entropy, ws,
                                                    memory_space::device));
+  GCPO_TRY(detail::check_generation_step_rows(cond_logits, options));
   status result = status::error(status_code::unsupported_dtype, "generation_step: unsupported dtype");
   detail::dispatch_float(cond_logits.type, [&](auto t) {
     result = detail::cuda_impl::launch_generation_step<decltype(t)>(cond_logits, uncond_logits, tokens, logprob,

@@ -55,6 +55,17 @@ inline std::size_t generation_step_workspace_bytes(std::int64_t R, std::int64_t 
 
 namespace detail {
 
+/// The Philox row counter of every row fits in 32 bits: first_row + R <= 2^32. Checked after the
+/// workspace (a batch too large for its workspace is refused for that first).
+inline status check_generation_step_rows(const_tensor_view cond, const sampling_options& opt) noexcept {
+  const std::int64_t R = cond.shape[0];
+  if (opt.first_row > (std::uint64_t{1} << 32) || static_cast<std::uint64_t>(R) > (std::uint64_t{1} << 32) - opt.first_row)
+    return status::error(status_code::invalid_argument,
+                         "`options.first_row` (%llu) + rows (R = %lld) must be <= 2^32 (the Philox row counter)",
+                         static_cast<unsigned long long>(opt.first_row), static_cast<long long>(R));
+  return ok();
+}
+
 inline status validate_generation_step(const_tensor_view cond, const_tensor_view uncond, const_tensor_view tokens,
                                        const_tensor_view logprob, const_tensor_view entropy,
                                        const sampling_options& opt, memory_space space) noexcept {
@@ -109,10 +120,6 @@ inline status validate_generation_step(const_tensor_view cond, const_tensor_view
   if (!(opt.top_p > 0.0f && opt.top_p <= 1.0f))
     return status::error(status_code::invalid_argument, "`options.top_p` (%g) must be in (0, 1]",
                          static_cast<double>(opt.top_p));
-  if (opt.first_row > (std::uint64_t{1} << 32) || static_cast<std::uint64_t>(R) > (std::uint64_t{1} << 32) - opt.first_row)
-    return status::error(status_code::invalid_argument,
-                         "`options.first_row` (%llu) + rows (R = %lld) must be <= 2^32 (the Philox row counter)",
-                         static_cast<unsigned long long>(opt.first_row), static_cast<long long>(R));
   return ok();
 }
 

@@ -324,7 +324,7 @@ std::set<std::string> entries(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("data parallel, 2 Gloo processes: one process's rollouts, metrics and weights; one writer; resume",
+TEST_CASE("data parallel, 2 Gloo processes: one process's rollouts, metrics and weights, one writer, resume",
           "[dp][slow]") {
   janus_test::TempDir tmp("dp_runs");
   const fs::path logs = tmp.path / "logs";
@@ -454,7 +454,7 @@ TEST_CASE("data parallel: settings that cannot be split are refused by name", "[
   CHECK_FALSE(fs::exists(tmp.path / "run"));
 }
 
-TEST_CASE("data parallel, --model-dir in bf16: the first step's pictures of one process; sharded bf16 as unsharded",
+TEST_CASE("data parallel, --model-dir in bf16: the first step's pictures of one process, sharded bf16 as unsharded",
           "[dp][slow]") {
   // A published-layout directory (tests/data/janus_tiny): the pictures are the VQ decoder's, so
   // the sample sheets show pictures decoded on both ranks and gathered on rank 0.

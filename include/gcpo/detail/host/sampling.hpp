@@ -51,6 +51,7 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
   GCPO_TRY(detail::validate_generation_step(cond, uncond, tokens, logprob, entropy, opt, memory_space::host));
   const std::int64_t R = cond.shape[0], V = cond.shape[1];
   GCPO_TRY(detail::check_generation_step_workspace(cond, uncond, tokens, logprob, entropy, ws, memory_space::host));
+  GCPO_TRY(detail::check_generation_step_rows(cond, opt));
   detail::workspace_carver carve(ws);
   float* x = carve.take<float>(static_cast<std::size_t>(V));
   std::int32_t* order = carve.take<std::int32_t>(static_cast<std::size_t>(V));
