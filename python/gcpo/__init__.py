@@ -248,3 +248,4 @@ def gcpo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tens
     out["weight"] = weight
     out["kl"] = kl
     return loss, out
+from . import official  # noqa: E402,F401  (drop-ins for the official trainer: gcpo.official)

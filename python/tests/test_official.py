@@ -1,0 +1,317 @@
+"""gcpo.official (drop-ins for the official Janus-Pro GCPO trainer's blocks) against plain-PyTorch
+renderings of the official computations, written here from the trainer's description
+(spec janus-trainer.md sections 2.5, 2.6, 2.8, 2.10, 2.11, 2.12), without library code.
+Masks are compared exactly, values with 1e-5 + 1e-4|x| (float32), gradients with 1e-7 + 1e-3|x|."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gcpo
+import gcpo.official as off
+
+
+def close(got, want, atol=1e-5, rtol=1e-4):
+    torch.testing.assert_close(got.to(torch.float64), want.to(torch.float64), atol=atol, rtol=rtol)
+
+
+# ---- the official computations, plain PyTorch -----------------------------------------------
+
+def official_entropy(logits_list):
+    probs = torch.softmax(logits_list, dim=-1)
+    return -(probs * torch.log(probs + 1e-12)).sum(dim=-1)
+
+
+def official_logps(logits, ids):
+    rows = []
+    for lg, t in zip(logits, ids):  # row by row, as the official helper does
+        rows.append(lg.log_softmax(dim=-1).gather(1, t.unsqueeze(1)).squeeze(1))
+    return torch.stack(rows)
+
+
+def official_gradient_magnitude(entropy_seq):
+    B, N = entropy_seq.shape
+    h = w = int(N ** 0.5)
+    e = entropy_seq.view(B, h, w)
+    mean = torch.zeros_like(e)
+    for i in range(h):
+        for j in range(w):
+            vals = [e[:, i, j]]
+            if j > 0:
+                vals.append(e[:, i, j - 1])
+            if i > 0 and j > 0:
+                vals.append(e[:, i - 1, j - 1])
+            if i > 0:
+                vals.append(e[:, i - 1, j])
+            if i > 0 and j < w - 1:
+                vals.append(e[:, i - 1, j + 1])
+            mean[:, i, j] = torch.stack(vals, -1).mean(-1)
+    dx = torch.zeros_like(mean)
+    dy = torch.zeros_like(mean)
+    dx[:, :, 1:-1] = (mean[:, :, 2:] - mean[:, :, :-2]) / 2
+    dx[:, :, 0] = mean[:, :, 1] - mean[:, :, 0]
+    dx[:, :, -1] = mean[:, :, -1] - mean[:, :, -2]
+    dy[:, 1:-1, :] = (mean[:, 2:, :] - mean[:, :-2, :]) / 2
+    dy[:, 0, :] = mean[:, 1, :] - mean[:, 0, :]
+    dy[:, -1, :] = mean[:, -1, :] - mean[:, -2, :]
+    return torch.sqrt(dx ** 2 + dy ** 2).view(B, N)
+
+
+def official_entropy_gradient_mask(entropy_seq, topk_frac=0.1):
+    B, N = entropy_seq.shape
+    g = official_gradient_magnitude(entropy_seq)
+    n_valid, offset = int(N * 0.8), int(N * 0.1)
+    k = min(int(N * topk_frac), n_valid)
+    out = torch.zeros_like(g)
+    for b in range(B):
+        _, idx = torch.topk(g[b, offset:offset + n_valid], k)
+        out[b, offset + idx] = 1
+    return out
+
+
+def official_cos_sim_step(emb, G):
+    x = emb.view(-1, G, emb.shape[-1])
+    c = F.cosine_similarity(x.unsqueeze(2), x.unsqueeze(1), dim=-1)
+    off_diag = ~torch.eye(G, dtype=torch.bool)
+    return torch.repeat_interleave(c[:, off_diag].mean(dim=1), G, dim=0)
+
+
+def official_mask_block(entropys, cos_sim_list, completion_mask):
+    B, N = entropys.shape
+    k = int(N * 0.1)
+    first = torch.zeros_like(completion_mask, dtype=torch.bool)
+    first[:, :k] = True
+    ent = official_entropy_gradient_mask(entropys, 0.1).bool()
+    cs = cos_sim_list.clone()
+    cs[ent | first] = float("inf")
+    _, idx = torch.topk(cs, k=k, dim=1, largest=False)
+    low = torch.zeros_like(completion_mask, dtype=torch.bool)
+    low[torch.arange(B).unsqueeze(1).expand_as(idx), idx] = True
+    cm = completion_mask.clone()
+    cm[ent | low | first] = 0
+    return 1 - cm
+
+
+def official_loss(s, r, adv, m, beta=0.01):
+    per_token = torch.exp(s - s.detach()) * adv.unsqueeze(1)
+    c = torch.exp(torch.clamp(s - r, -0.5, 0.5))
+    c = c.cumsum(dim=-1) / torch.arange(1, c.size(1) + 1, dtype=c.dtype)
+    per_token = per_token * c
+    kl = torch.exp(r - s) - (r - s) - 1
+    per_token = -(per_token - beta * kl)
+    loss = (per_token * m).sum() / m.sum()
+    return loss, (kl * m).sum() / m.sum()
+
+
+def official_advantages(rewards, G):
+    g = rewards.view(-1, G)
+    mean = g.mean(dim=1).repeat_interleave(G)
+    std = g.std(dim=1).repeat_interleave(G)
+    return (rewards - mean) / (std + 1e-4)
+
+
+def gradient_top_k_is_clear(entropy, topk_frac=0.1, rel_gap=1e-4):
+    """True when, in float64, the k-th and (k+1)-th largest gradient magnitudes of the window
+    are apart by rel_gap (so float32 rounding cannot reorder the official top-k)."""
+    B, N = entropy.shape
+    g = official_gradient_magnitude(entropy.to(torch.float64))
+    n_valid, offset = int(N * 0.8), int(N * 0.1)
+    k = min(int(N * topk_frac), n_valid)
+    if k == 0 or k >= n_valid:
+        return True
+    v, _ = torch.sort(g[:, offset:offset + n_valid], dim=1, descending=True)
+    gap = (v[:, k - 1] - v[:, k]) / v[:, k - 1].abs().clamp_min(1e-30)
+    return bool((gap >= rel_gap).all())
+
+
+def draw_entropy(B, N, seed):
+    for s in range(seed, seed + 100):
+        e = torch.rand(B, N, generator=torch.Generator().manual_seed(s)) * 5
+        if gradient_top_k_is_clear(e):
+            return e
+    raise AssertionError("no draw without near-ties")
+
+
+SHAPES = [(2, 16, 32), (4, 100, 50), (8, 576, 64), (3, 576, 300)]  # (B, N, V); N = 576 is Janus-Pro's 24x24
+
+
+# ---- entropy and log-probs ----------------------------------------------------------------
+
+@pytest.mark.parametrize("B,N,V", SHAPES)
+def test_entropy_matches_official(B, N, V):
+    logits = torch.randn(B, N, V, generator=torch.Generator().manual_seed(N + V)) * 3
+    got = off.entropy_from_logits(logits)
+    assert got.dtype == torch.float32 and got.shape == (B, N) and not got.requires_grad
+    close(got, official_entropy(logits.to(torch.float64)))
+    close(got, official_entropy(logits))
+
+
+def test_entropy_bf16_keeps_the_dtype_and_is_closer_than_bf16_arithmetic():
+    logits = (torch.randn(2, 36, 128, generator=torch.Generator().manual_seed(5)) * 3).to(torch.bfloat16)
+    got = off.entropy_from_logits(logits)
+    assert got.dtype == torch.bfloat16 and got.shape == (2, 36)
+    exact = official_entropy(logits.to(torch.float64))
+    # float32 accumulation, then one bf16 rounding (relative 2^-8)
+    torch.testing.assert_close(got.to(torch.float64), exact, atol=1e-3, rtol=2 ** -8)
+
+
+@pytest.mark.parametrize("B,N,V", SHAPES)
+def test_logps_and_gradient_match_official(B, N, V):
+    g = torch.Generator().manual_seed(B * N + V)
+    image_logits = torch.randn(B, N + 1, V, generator=g) * 2  # gen-head output, one extra position
+    ids = torch.randint(0, V, (B, N), generator=g)
+    weights = torch.randn(B, N, generator=g, dtype=torch.float64)
+
+    x = image_logits.clone().requires_grad_(True)
+    got = off.per_token_logps(x[:, :-1], ids)  # strided slice, as the official caller takes it
+    assert got.dtype == torch.float32 and got.shape == (B, N)
+    (got.to(torch.float64) * weights).sum().backward()
+
+    x64 = image_logits.to(torch.float64).requires_grad_(True)
+    want = official_logps(x64[:, :-1], ids)
+    (want * weights).sum().backward()
+    close(got, want.detach())
+    close(x.grad, x64.grad, atol=1e-7, rtol=1e-3)
+
+
+def test_logps_bf16_keeps_the_dtype():
+    logits = (torch.randn(2, 16, 40, generator=torch.Generator().manual_seed(9))).to(torch.bfloat16)
+    ids = torch.randint(0, 40, (2, 16), generator=torch.Generator().manual_seed(10))
+    got = off.per_token_logps(logits, ids)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.to(torch.float64), official_logps(logits.to(torch.float64), ids),
+                               atol=1e-2, rtol=2 ** -8)
+
+
+# ---- selection ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("B,N", [(2, 16), (3, 100), (8, 576), (2, 1024)])
+@pytest.mark.parametrize("topk_frac", [0.1, 0.05, 0.2])
+def test_entropy_gradient_mask_matches_official(B, N, topk_frac):
+    e = draw_entropy(B, N, seed=N)
+    assert gradient_top_k_is_clear(e, topk_frac) or pytest.skip("near-tie at this fraction")
+    got = off.select_high_entropy_gradient_tokens_batch(e, topk_frac=topk_frac)
+    want = official_entropy_gradient_mask(e.to(torch.float64), topk_frac).to(torch.float32)
+    assert got.dtype == torch.float32 and got.shape == (B, N)
+    assert torch.equal(got, want)
+    assert torch.equal(got, official_entropy_gradient_mask(e, topk_frac))  # the float32 official too
+    assert int(got.sum()) == B * min(int(N * topk_frac), int(N * 0.8))
+
+
+def test_entropy_gradient_mask_refuses_a_non_square_n():
+    with pytest.raises(ValueError, match="square"):
+        off.select_high_entropy_gradient_tokens_batch(torch.rand(2, 20))
+
+
+@pytest.mark.parametrize("B,N", [(2, 16), (4, 100), (8, 576)])
+def test_completion_mask_block_matches_official(B, N):
+    e = draw_entropy(B, N, seed=3 * N)
+    cs = torch.rand(B // 2, N, generator=torch.Generator().manual_seed(N)).repeat_interleave(2, 0)  # shared per group
+    ones = torch.ones(B, N, dtype=torch.int64)
+    want = official_mask_block(e, cs, ones)
+    got = off.critical_completion_mask(e, cs, ones)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+    assert torch.equal(off.critical_completion_mask(e, cs), want)
+    assert (got.sum(1) == 3 * int(N * 0.1)).all()
+
+
+# ---- similarity and advantages ------------------------------------------------------------
+
+@pytest.mark.parametrize("G,D", [(4, 8), (4, 64), (8, 16)])
+def test_group_cos_sim_matches_official(G, D):
+    g = torch.Generator().manual_seed(G * D)
+    B, N = 2 * G, 36
+    emb = torch.randn(B, N, D, generator=g)
+    steps = torch.stack([official_cos_sim_step(emb[:, k], G) for k in range(N)], dim=1)
+    got_all = off.group_cos_sim(emb, G)
+    assert got_all.dtype == torch.float32 and got_all.shape == (B, N)
+    close(got_all, steps)
+    got_step = off.group_cos_sim(emb[:, 5], G)  # one sampling step, [B, D] (strided)
+    assert got_step.shape == (B,)
+    close(got_step, steps[:, 5])
+
+
+def test_group_cos_sim_of_identical_tokens_is_one():
+    emb = torch.randn(1, 3).repeat(8, 1)
+    close(off.group_cos_sim(emb, 4), torch.ones(8))
+
+
+@pytest.mark.parametrize("G", [4, 8])
+def test_advantages_match_official(G):
+    rewards = torch.rand(4 * G, generator=torch.Generator().manual_seed(G))
+    close(off.grouped_advantages(rewards, G), official_advantages(rewards.to(torch.float64), G))
+    binary = (torch.rand(4 * G, generator=torch.Generator().manual_seed(G + 1)) > 0.5).to(torch.float32)
+    close(off.grouped_advantages(binary, G), official_advantages(binary.to(torch.float64), G))
+
+
+# ---- the loss block -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("B,N", [(4, 16), (8, 100), (8, 576)])
+@pytest.mark.parametrize("beta", [0.01, 0.04])
+def test_loss_block_matches_official(B, N, beta):
+    g = torch.Generator().manual_seed(B + N)
+    s = -torch.rand(B, N, generator=g) * 4
+    r = s + (torch.rand(B, N, generator=g) - 0.5) * 1.6  # both sides of the +-0.5 clamp
+    adv = torch.randn(B, generator=g)
+    m = (torch.rand(B, N, generator=g) < 0.3).to(torch.int64)
+
+    x = s.clone().requires_grad_(True)
+    loss, kl = off.gcpo_loss_block(x, r, adv, m, beta=beta)
+    loss.backward()
+    x64 = s.to(torch.float64).requires_grad_(True)
+    want, want_kl = official_loss(x64, r.to(torch.float64), adv.to(torch.float64), m.to(torch.float64), beta)
+    want.backward()
+    assert loss.shape == () and kl.shape == ()
+    close(loss.detach(), want.detach())
+    close(kl, want_kl.detach())
+    close(x.grad, x64.grad, atol=1e-7, rtol=1e-3)
+
+
+def test_loss_block_gradient_differs_from_a_detached_weight():
+    # the official running-mean weight is not detached: its path changes the gradient
+    g = torch.Generator().manual_seed(3)
+    s = -torch.rand(2, 16, generator=g)
+    r = s + 0.1
+    adv = torch.tensor([1.0, -2.0])
+    m = torch.ones(2, 16, dtype=torch.int64)
+    x = s.clone().requires_grad_(True)
+    off.gcpo_loss_block(x, r, adv, m)[0].backward()
+    y = s.clone().requires_grad_(True)
+    gcpo.gcpo_loss(y, r, adv, m.bool(), detach_weight=True)[0].backward()
+    assert not torch.allclose(x.grad, y.grad, atol=1e-6)
+
+
+def test_the_official_step_end_to_end_at_the_janus_shape():
+    """Entropy -> mask block -> log-probs -> loss -> gradient to the logits, at R = 8, N = 576."""
+    B, N, V, G = 8, 576, 64, 4
+    g = torch.Generator().manual_seed(576)
+    for _ in range(50):
+        cfg_logits = torch.randn(B, N, V, generator=g) * 2
+        if gradient_top_k_is_clear(official_entropy(cfg_logits.to(torch.float64))):
+            break
+    else:
+        raise AssertionError("no draw without near-ties")
+    tokens = torch.randint(0, V, (B, N), generator=g)
+    table = torch.randn(V, 16, generator=g)
+    policy = torch.randn(B, N + 1, V, generator=g)
+    ref_lp = official_logps(policy[:, :-1] + 0.1 * torch.randn(B, N, V, generator=g), tokens)
+    rewards = torch.rand(B, generator=g)
+
+    ent = off.entropy_from_logits(cfg_logits)
+    cs = off.group_cos_sim(table[tokens], G)
+    cm = off.critical_completion_mask(ent, cs, torch.ones(B, N, dtype=torch.int64))
+    x = policy.clone().requires_grad_(True)
+    lp = off.per_token_logps(x[:, :-1], tokens)
+    loss, _ = off.gcpo_loss_block(lp, ref_lp, off.grouped_advantages(rewards, G), cm)
+    loss.backward()
+
+    ent_o = official_entropy(cfg_logits.to(torch.float64))
+    cs_o = torch.stack([official_cos_sim_step(table[tokens[:, k]].to(torch.float64), G) for k in range(N)], 1)
+    cm_o = official_mask_block(ent_o, cs_o, torch.ones(B, N, dtype=torch.int64))
+    assert torch.equal(cm, cm_o)
+    x64 = policy.to(torch.float64).requires_grad_(True)
+    lp_o = official_logps(x64[:, :-1], tokens)
+    loss_o, _ = official_loss(lp_o, ref_lp.to(torch.float64),
+                              official_advantages(rewards.to(torch.float64), G), cm_o.to(torch.float64))
+    loss_o.backward()
+    close(loss.detach(), loss_o.detach())
+    close(x.grad, x64.grad, atol=1e-7, rtol=1e-3)
