@@ -212,15 +212,29 @@ struct DistFlags {
   double bucket_mb = 25;
 };
 
-/// The process group of a torchrun / launch.sh / srun launch (RANK, WORLD_SIZE, ... set), or none
-/// (one process; WORLD_SIZE=1 is one process too).
-janus::Parallel make_parallel(const DistFlags& f, const TrainConfig& c) {
-  std::optional<janus::dist::LaunchEnv> env;
+/// The launch variables of torchrun / launch.sh / srun (none: one process). A trainer built
+/// without janus_dist reads only WORLD_SIZE and refuses any value but 1.
+std::optional<janus::dist::LaunchEnv> launch_env() {
+#ifdef JANUS_HAVE_DIST
   try {
-    env = janus::dist::LaunchEnv::from_environment();
+    return janus::dist::LaunchEnv::from_environment();
   } catch (const std::invalid_argument& e) {
     throw janus::UsageError(e.what());
   }
+#else
+  const char* w = std::getenv("WORLD_SIZE");
+  if (w != nullptr && std::string(w) != "1")
+    throw std::runtime_error("WORLD_SIZE is " + std::string(w) +
+                             " but this janus_trainer was built without data parallelism (janus_dist: c10d's Gloo "
+                             "headers were not found at configure time; install libgloo-dev and reconfigure)");
+  return std::nullopt;
+#endif
+}
+
+/// The process group of a torchrun / launch.sh / srun launch (RANK, WORLD_SIZE, ... set), or none
+/// (one process; WORLD_SIZE=1 is one process too).
+janus::Parallel make_parallel(const DistFlags& f, const TrainConfig& c) {
+  const std::optional<janus::dist::LaunchEnv> env = launch_env();
   if (!env || env->world_size == 1) return {};
 #ifdef JANUS_HAVE_DIST
   janus::dist::Options o;
@@ -239,9 +253,7 @@ janus::Parallel make_parallel(const DistFlags& f, const TrainConfig& c) {
 #else
   (void)f;
   (void)c;
-  throw std::runtime_error("WORLD_SIZE is " + std::to_string(env->world_size) +
-                           " but this janus_trainer was built without data parallelism (janus_dist: c10d's Gloo "
-                           "headers were not found at configure time; install libgloo-dev and reconfigure)");
+  return {};  // not reached: launch_env() refused WORLD_SIZE > 1
 #endif
 }
 
@@ -412,6 +424,10 @@ int main(int argc, char** argv) {
     if (*c_sft) {
       sft.grid_height = sft.grid_width = static_cast<int>(sft_grid);
       const janus::RunOptions o = run_options(c_sft, sft, quiet, program);
+      // sft is one process: a launch of several would run it several times into one directory
+      if (const auto env = launch_env(); env && env->world_size > 1)
+        throw janus::UsageError("sft runs in one process, but WORLD_SIZE is " + std::to_string(env->world_size) +
+                                ": start sft without torchrun / launch.sh / srun (data parallelism is for rl)");
       set_threads(sft_threads);
       return janus::run_training(sft, o);
     }

@@ -452,6 +452,13 @@ TEST_CASE("data parallel: settings that cannot be split are refused by name", "[
   for (const auto& e : l.exits) CHECK(e.code() == 2);
   CHECK(l.logs[0].find("--prompts (3) must be a multiple of the number of processes (2)") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp.path / "run"));
+  // sft is one process: refused under a launch of two, before anything is written
+  const Launch sft = launch(2, {kTrainer, "-q", "sft", "--grid", "8", "--steps", "2", "--out", (tmp.path / "sft").string()},
+                            logs, "sft");
+  INFO(sft.text());
+  for (const auto& e : sft.exits) CHECK(e.code() == 2);
+  CHECK(sft.logs[1].find("sft runs in one process, but WORLD_SIZE is 2") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.path / "sft"));
 }
 
 TEST_CASE("data parallel, --model-dir in bf16: the first step's pictures of one process, sharded bf16 as unsharded",
