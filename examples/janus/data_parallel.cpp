@@ -231,12 +231,6 @@ std::int64_t ShardedAdamW::step_count() const {
   return it == state.end() ? 0 : static_cast<const torch::optim::AdamWParamState&>(*it->second).step();
 }
 
-std::size_t ShardedAdamW::state_bytes() const {
-  std::size_t elements = 0;
-  for (const auto& m : master_) elements += static_cast<std::size_t>(m.numel());
-  return elements * sizeof(float) * (step_count() > 0 ? 3 : 1);
-}
-
 ShardedAdamW::Full ShardedAdamW::gather(bool keep) const {
   torch::NoGradGuard ng;
   Full f;

@@ -170,8 +170,6 @@ class ShardedAdamW {
   void scatter(const Full& full);
 
   std::int64_t step_count() const;
-  /// Bytes of float32 this rank holds for masters and moments.
-  std::size_t state_bytes() const;
 
  private:
   dist::Communicator& comm_;
