@@ -13,8 +13,12 @@ for arg in "$@"; do
     # libopenblas0-pthread: without it libtorch's matrix products run ~30x slower. libgloo-dev:
     # Gloo's headers, which c10d's ProcessGroupGloo.hpp includes (data parallelism, issue 11).
     # python3-torch, python3-pytest: the Python extension's tests (python/, issue 12), the same
-    # PyTorch 1.13 as libtorch-dev.
-    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread libgloo-dev python3-torch python3-pytest) ;;
+    # PyTorch 1.13 as libtorch-dev. Real prompts and rewards (issue 13): libpcre2-dev (the
+    # tokenizer's regexes), libcurl4-openssl-dev + libturbojpeg0-dev (the reward-server client),
+    # python3-flask (the loopback reward server), nodejs (npm: Hugging Face's tokenizers, the
+    # tokenizer's reference in the tests).
+    --trainer) pkgs+=(libtorch-dev libopenblas0-pthread libgloo-dev python3-torch python3-pytest
+                      libpcre2-dev libcurl4-openssl-dev libturbojpeg0-dev python3-flask nodejs) ;;
     --compare) pkgs+=(python3 python3-matplotlib) ;;
     *) echo "install-deps.sh: unknown option '$arg' (use --trainer and/or --compare)" >&2; exit 2 ;;
   esac

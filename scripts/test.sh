@@ -25,11 +25,12 @@ if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
 fi
 
 echo "== gcpo: build (Release, CUDA=$cuda) =="
-# JANUS_REQUIRE_DIST: the data-parallel tests must build here (install-deps brings Gloo's headers).
+# JANUS_REQUIRE_DIST: the data-parallel tests must build here (install-deps brings Gloo's headers);
+# JANUS_REQUIRE_IO: so must the tokenizer and the reward client (PCRE2, libcurl, libjpeg-turbo).
 # GCPO_BUILD_PYTHON: the PyTorch extension and the gcpo package in build/python (install-deps
 # brings python3-torch and python3-pytest); CTest runs its pytest suite.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=$cuda -DCMAKE_CUDA_ARCHITECTURES="80;90" \
-  -DJANUS_REQUIRE_DIST=ON -DGCPO_BUILD_PYTHON=ON
+  -DJANUS_REQUIRE_DIST=ON -DJANUS_REQUIRE_IO=ON -DGCPO_BUILD_PYTHON=ON
 cmake --build build -j "$JOBS"
 echo "== gcpo: tests =="
 ctest --test-dir build --output-on-failure -j "$JOBS"
