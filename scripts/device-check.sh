@@ -17,6 +17,9 @@
 #      with CFG and the KV cache, a teacher-forced pass, a VQ decode, peak device memory); janus-rl,
 #      `janus_bench_pretrained rl` on it: RL steps at the real shapes (N = 576, CFG 5, bf16, P 1 x
 #      G 4, 2 steps) with step time, phases, tokens/s, the operators' share and peak memory;
+#   5a. python (issue 12): the PyTorch extension built in the trainer's folder against the machine's
+#      PyTorch with gcpo::cuda, its pytest suite with the CUDA tests (python/tests/test_cuda.py),
+#      and python/bench/bench_official.py --device cuda in float32 and bf16;
 #   5c. janus-dp (issue 11): with two GPUs or more, janus_trainer as 2 NCCL processes
 #      (scripts/launch.sh, --dist-backend nccl) against 1 process on the README demo's warm start:
 #      the per-step rollout digests must match; with one GPU (or a trainer built without c10d's
@@ -66,7 +69,7 @@
 #   GCPO_BUILD_DIR (build-device), GCPO_SANITIZER_FILTER (Catch2 test spec given to each CUDA test
 #   binary under the sanitizers; default "~[slow]~[large]": cases tagged [slow] or [large] are
 #   left out), GCPO_BENCH_REPS (5), GCPO_BENCH_FILTER (Python regex on benchmark names),
-#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer janus-hf janus-1b janus-rl janus-dp),
+#   GCPO_SKIP (any of: tests sanitizers bench baseline trainer python janus-hf janus-1b janus-rl janus-dp),
 #   GCPO_JANUS_RESERVE_S (0), GCPO_JANUS_RL_ARGS ("--prompts 1 --group 4 --steps 2": the
 #   janus-rl stage's shape; --grad-checkpoint may be added), GCPO_BUILD_ALL=1 (also the host
 #   benchmarks, otherwise not built here), GCPO_FORCE_BENCHMARK_SOURCE=1 (build
@@ -566,6 +569,7 @@ print("\n".join(seen))' | grep .)
     ((rc == 0)) || show_tail "$LOGS/baseline.log" 8
   fi
   trainer_stage
+  python_stage
   janus_stages
   janus_dp_stage
   finish
@@ -582,23 +586,25 @@ TRAINER_BUILD_RC=""  # the background build's exit status once waited for (124: 
 JANUS_RESERVE=0      # seconds kept back for the Janus stages (section 7)
 janus_wanted() { ! skipped janus-hf || ! skipped janus-1b || ! skipped janus-rl; }
 start_trainer_build() {
-  skipped trainer && ! janus_wanted && return
+  skipped trainer && ! janus_wanted && skipped python && return
   ((HAVE_GPU && HAVE_TORCH)) || return
   local prefix
   prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null) || return
   local args=(-S "$ROOT" -B "$TRAINER_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGCPO_ENABLE_CUDA=ON
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DGCPO_BUILD_TESTS=OFF
     -DGCPO_BUILD_BENCH=OFF -DGCPO_BUILD_EXAMPLES=ON -DGCPO_BUILD_TRAINER=ON -DCMAKE_POLICY_VERSION_MINIMUM=3.5
-    -DCMAKE_PREFIX_PATH="$prefix;$DEV")
+    -DCMAKE_PREFIX_PATH="$prefix;$DEV" -DGCPO_BUILD_PYTHON="$(skipped python && echo OFF || echo ON)")
   local targets=(janus_trainer)
   janus_wanted && targets+=(janus_bench_pretrained)
+  skipped python || targets+=(gcpo_python_package)
   skipped trainer || TRAINER_RESERVE=${GCPO_TRAINER_RESERVE_S:-75}
   janus_wanted && JANUS_RESERVE=${GCPO_JANUS_RESERVE_S:-0}
   echo "trainer: building ${targets[*]} in the background ($TRAINER_BUILD, libtorch from $prefix);"
   echo "         $TRAINER_RESERVE s of the budget kept back for its stage (GCPO_TRAINER_RESERVE_S),"
   echo "         $JANUS_RESERVE s for the Janus stages (GCPO_JANUS_RESERVE_S)"
   # a binary there afterwards is this build's (a failed target leaves none, not last run's)
-  rm -f "$TRAINER_BUILD/examples/janus/janus_trainer" "$TRAINER_BUILD/examples/janus/janus_bench_pretrained"
+  rm -f "$TRAINER_BUILD/examples/janus/janus_trainer" "$TRAINER_BUILD/examples/janus/janus_bench_pretrained" \
+    "$TRAINER_BUILD/python/gcpo/_gcpo_ops.so"
   (
     export TORCH_CUDA_ARCH_LIST="${ARCH:0:1}.${ARCH:1}"
     nice -n 5 cmake "${args[@]}" && nice -n 5 cmake --build "$TRAINER_BUILD" -j $(((JOBS + 1) / 2)) --target "${targets[@]}" -- -k 0
@@ -662,6 +668,62 @@ trainer_stage() {
     record trainer FAIL $((SECONDS - t0)) "janus_trainer rl --device cuda exit $rc (trainer-run.log)"
     show_tail "$LOGS/trainer-run.log" 20
   fi
+}
+
+# ---- 6b. the Python extension on the GPU (issue 12) -------------------------------------------------
+# torch.ops.gcpo built in the trainer's build folder against the machine's PyTorch (with
+# gcpo::cuda, on PyTorch's current stream): the whole pytest suite (python/tests; test_cuda.py,
+# skipped on CPU machines, runs here: every operator and drop-in on CUDA tensors against the
+# references and the CPU twins, the current stream, the caching allocator, a CUDA graph), then
+# python/bench/bench_official.py on the GPU in float32 and bf16. Logs: python-pytest.log,
+# python-bench.log (its tables are printed here too).
+python_stage() {
+  section "Python extension on the GPU (python)"
+  if skipped python; then
+    record python SKIP 0 "GCPO_SKIP"
+    return
+  elif [[ -z $TRAINER_PID ]]; then
+    record python SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable: no PyTorch to build against" || echo "no GPU")"
+    return
+  fi
+  local t0=$SECONDS rc t pkg=$TRAINER_BUILD/python
+  wait_trainer_build "$(limit 200 5)"
+  if [[ ! -f $pkg/gcpo/_gcpo_ops.so ]]; then
+    if ((TRAINER_BUILD_RC == 124)); then
+      record python TIMEOUT $((SECONDS - t0)) "the extension was still building (trainer-build.log)"
+    else
+      record python FAIL $((SECONDS - t0)) "the extension did not build (trainer-build.log)"
+      grep -E -A3 'gcpo_ops|FAILED' "$LOGS/trainer-build.log" | head -n 30
+    fi
+    return
+  fi
+  local env=(env PYTHONPATH="$pkg" PYTHONDONTWRITEBYTECODE=1 GCPO_REPO_CONFORMANCE_DIR="$ROOT/tests/data/conformance")
+  if ! "${env[@]}" python3 -c 'import sys, torch, gcpo; sys.exit(0 if gcpo.cuda_enabled() and torch.cuda.is_available() else 1)' \
+      >"$LOGS/python-import.log" 2>&1; then
+    record python FAIL $((SECONDS - t0)) "import gcpo with CUDA failed: $(tail -n 1 "$LOGS/python-import.log")"
+    return
+  fi
+  t=$(limit 150 5)
+  run_limited "$t" "$LOGS/python-pytest.log" "${env[@]}" python3 -m pytest -q -p no:cacheprovider -rs "$ROOT/python/tests"
+  rc=$?
+  local summary
+  summary=$(grep -E '^[0-9]+ (passed|failed)|[0-9]+ passed|[0-9]+ failed' "$LOGS/python-pytest.log" | tail -n 1)
+  echo "  pytest: ${summary:-no summary line}"
+  if ((rc == 124)); then
+    record python TIMEOUT $((SECONDS - t0)) "pytest cut (python-pytest.log)"
+    return
+  elif ((rc != 0)); then
+    record python FAIL $((SECONDS - t0)) "pytest: ${summary:-exit $rc} (python-pytest.log)"
+    grep -E '^(FAILED|ERROR)' "$LOGS/python-pytest.log" | head -n 20
+    show_tail "$LOGS/python-pytest.log" 30
+    return
+  fi
+  # the drop-ins against the official blocks on the GPU, float32 then bf16 (figures for docs/performance.md)
+  run_limited "$(limit 90 5)" "$LOGS/python-bench.log" bash -c '"$@" --dtype float32 && "$@" --dtype bfloat16' _ \
+    "${env[@]}" python3 "$ROOT/python/bench/bench_official.py" --device cuda --threads 1 --repeats 20
+  rc=$?
+  sed 's/^/  /' "$LOGS/python-bench.log"
+  record python PASS $((SECONDS - t0)) "pytest on CUDA: $summary; bench_official.py --device cuda exit $rc (python-bench.log)"
 }
 
 # ---- 7. Janus-Pro (issue 10): our forward against transformers; the random-weight 1B in bf16 ------

@@ -60,7 +60,7 @@ def official_entropy_gradient_mask(entropy_seq, topk_frac=0.1):
 def official_cos_sim_step(emb, G):
     x = emb.view(-1, G, emb.shape[-1])
     c = F.cosine_similarity(x.unsqueeze(2), x.unsqueeze(1), dim=-1)
-    off_diag = ~torch.eye(G, dtype=torch.bool)
+    off_diag = ~torch.eye(G, dtype=torch.bool, device=emb.device)
     return torch.repeat_interleave(c[:, off_diag].mean(dim=1), G, dim=0)
 
 
@@ -74,7 +74,7 @@ def official_mask_block(entropys, cos_sim_list, completion_mask):
     cs[ent | first] = float("inf")
     _, idx = torch.topk(cs, k=k, dim=1, largest=False)
     low = torch.zeros_like(completion_mask, dtype=torch.bool)
-    low[torch.arange(B).unsqueeze(1).expand_as(idx), idx] = True
+    low[torch.arange(B, device=idx.device).unsqueeze(1).expand_as(idx), idx] = True
     cm = completion_mask.clone()
     cm[ent | low | first] = 0
     return 1 - cm
@@ -83,7 +83,7 @@ def official_mask_block(entropys, cos_sim_list, completion_mask):
 def official_loss(s, r, adv, m, beta=0.01):
     per_token = torch.exp(s - s.detach()) * adv.unsqueeze(1)
     c = torch.exp(torch.clamp(s - r, -0.5, 0.5))
-    c = c.cumsum(dim=-1) / torch.arange(1, c.size(1) + 1, dtype=c.dtype)
+    c = c.cumsum(dim=-1) / torch.arange(1, c.size(1) + 1, dtype=c.dtype, device=c.device)
     per_token = per_token * c
     kl = torch.exp(r - s) - (r - s) - 1
     per_token = -(per_token - beta * kl)

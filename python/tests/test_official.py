@@ -123,6 +123,63 @@ def test_completion_mask_block_matches_official(B, N):
     assert (got.sum(1) == 3 * int(N * 0.1)).all()
 
 
+def draw_entropy_bf16(B, N, seed):
+    """A bf16 entropy map whose gradient top-k is clear of near-ties in float64 (bf16 has 8
+    significant bits, so exact ties are common: the draw skips those)."""
+    for s in range(seed, seed + 200):
+        e = (torch.rand(B, N, generator=torch.Generator().manual_seed(s)) * 5).to(torch.bfloat16)
+        if gradient_top_k_is_clear(e.to(torch.float64)):
+            return e
+    raise AssertionError("no bf16 draw without near-ties")
+
+
+def distinct_bf16_similarities(B, N, G, seed):
+    """[B, N] bf16 similarities, the same for every rollout of a group, all distinct within a row:
+    a random choice of the bf16 numbers in [1/32, 1) (640 of them), so the lowest-k is unique."""
+    pool = torch.arange(0x3D00, 0x3F80, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)  # [2^-5, 1)
+    assert pool.numel() == 640 and N <= 640
+    g = torch.Generator().manual_seed(seed)
+    rows = [pool[torch.randperm(pool.numel(), generator=g)[:N]] for _ in range(B // G)]
+    return torch.stack(rows).repeat_interleave(G, 0)
+
+
+@pytest.mark.parametrize("B,N", [(2, 16), (4, 100), (8, 576)])
+def test_entropy_gradient_mask_of_bf16_entropy(B, N):
+    """bf16 in, bf16 0/1 mask out; equal to the official computation on the same (widened) values
+    in float64, and to the float32 call: the widening is exact, the selection in float32."""
+    e = draw_entropy_bf16(B, N, seed=7 * N)
+    got = off.select_high_entropy_gradient_tokens_batch(e)
+    assert got.dtype == torch.bfloat16 and got.shape == (B, N)
+    assert torch.equal(got.to(torch.float64), official_entropy_gradient_mask(e.to(torch.float64)).to(torch.float64))
+    assert torch.equal(got.float(), off.select_high_entropy_gradient_tokens_batch(e.float()))
+    assert int(got.float().sum()) == B * int(N * 0.1)
+
+
+@pytest.mark.parametrize("B,N", [(4, 16), (4, 100), (8, 576)])
+def test_completion_mask_block_of_bf16_inputs(B, N):
+    """The mask block with the entropy and similarity in bf16 (as the official code holds them):
+    equal to the official block on the widened values, in the given completion mask's dtype."""
+    e = draw_entropy_bf16(B, N, seed=11 * N)
+    cs = distinct_bf16_similarities(B, N, G=2, seed=N)
+    ones = torch.ones(B, N, dtype=torch.int64)
+    want = official_mask_block(e.to(torch.float64), cs.to(torch.float64), ones)
+    got = off.critical_completion_mask(e, cs, ones)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+    assert (got.sum(1) == 3 * int(N * 0.1)).all()
+    got_bf16_mask = off.critical_completion_mask(e, cs, torch.ones(B, N, dtype=torch.bfloat16))
+    assert got_bf16_mask.dtype == torch.bfloat16 and torch.equal(got_bf16_mask.to(torch.int64), want)
+
+
+def test_select_critical_tokens_refuses_bf16_with_the_argument_named():
+    """The operator itself takes float32 entropy and similarity (the drop-ins widen); a bf16
+    tensor passed to it directly is refused by name, not reinterpreted."""
+    e = torch.rand(2, 16).to(torch.bfloat16)
+    with pytest.raises(ValueError, match="entropy"):
+        gcpo.select_critical_tokens(e, torch.rand(2, 16))
+    with pytest.raises(ValueError, match="similarity"):
+        gcpo.select_critical_tokens(torch.rand(2, 16), torch.rand(2, 16).to(torch.bfloat16))
+
+
 # ---- similarity and advantages ------------------------------------------------------------
 
 @pytest.mark.parametrize("G,D", [(4, 8), (4, 64), (8, 16)])
