@@ -336,7 +336,7 @@ std::string pickle_dumps(const PyValue& v) {
 
 namespace {
 
-enum class Class { Accepted, Imports, Outside, Set, Unknown };
+enum class Class { Unknown, Accepted, Imports, Outside, Set };
 
 struct OpInfo {
   const char* name = nullptr;
