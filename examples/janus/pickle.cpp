@@ -414,6 +414,10 @@ class Unpickler {
         if (stack_.size() != 1) fail_op(std::to_string(stack_.size()) + " values on the stack, expected exactly 1");
         if (pos_ != d_.size())
           fail(std::to_string(d_.size() - pos_) + " bytes after STOP (at byte " + std::to_string(op_pos_) + "), starting at byte " + std::to_string(pos_));
+        // Size the tree first (memoised over the shared graph), so that a memo "bomb" or a
+        // self-reference is refused before anything is copied.
+        std::vector<std::uint64_t> sizes(nodes_.size(), 0);
+        tree_size(stack_.back(), 0, sizes);
         std::size_t count = 0;
         return build(stack_.back(), 0, count);
       }
@@ -830,6 +834,24 @@ class Unpickler {
       case 'j': memo_get(le(4)); break;
       default: fail_op("internal error: accepted opcode without a handler");
     }
+  }
+
+  std::uint64_t tree_size(std::size_t n, int depth, std::vector<std::uint64_t>& sizes) {
+    if (depth > lim_.max_depth)
+      fail("nesting deeper than " + std::to_string(lim_.max_depth) + " (limit max_depth), or a container that contains itself");
+    if (sizes[n]) return sizes[n];
+    const std::uint64_t cap = static_cast<std::uint64_t>(lim_.max_values) + 1;
+    std::uint64_t s = 1;
+    const Node& x = nodes_[n];
+    for (auto c : x.items) s = std::min(cap, s + tree_size(c, depth + 1, sizes));
+    for (const auto& e : x.entries) {
+      s = std::min(cap, s + tree_size(e.first, depth + 1, sizes));
+      s = std::min(cap, s + tree_size(e.second, depth + 1, sizes));
+    }
+    if (s > lim_.max_values)
+      fail("more than " + std::to_string(lim_.max_values) + " values in the result (limit max_values; shared memo references count each time)");
+    sizes[n] = s;
+    return s;
   }
 
   PyValue build(std::size_t n, int depth, std::size_t& count) {

@@ -95,8 +95,8 @@ std::string pickle_dumps(const PyValue& v);
 /// Bounds of the restricted unpickler; input beyond them is refused, never truncated silently.
 struct UnpickleLimits {
   std::size_t max_bytes = std::size_t(256) << 20;  ///< whole pickle
-  int max_depth = 100;                              ///< container nesting of the result
-  std::size_t max_values = 10'000'000;              ///< values created, and values in the result
+  int max_depth = 100;                              ///< container nesting of the result (recursion depth of the reader)
+  std::size_t max_values = 1'000'000;               ///< values created, and values in the result (checked before it is built)
 };
 
 /// Read a pickle of protocol 0 to 5 that holds only plain data. `source` names the input in
