@@ -186,7 +186,7 @@ std::string excerpt(const std::string& body, std::size_t n = 200) {
   if (b.size() <= n) return "'" + clean(b) + "'";
   std::string out = "'" + clean(b.substr(0, n)) + "...'";
   const std::size_t nl = b.rfind('\n');
-  if (nl != std::string_view::npos && nl + 1 >= n) {
+  if (nl != std::string_view::npos) {  // the cut hides the end: a traceback's exception line
     std::string_view last = b.substr(nl + 1);
     if (last.size() > n) last = last.substr(0, n);
     out += "; last line: '" + clean(last) + "'";
