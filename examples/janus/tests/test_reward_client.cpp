@@ -409,7 +409,7 @@ TEST_CASE("fault: a rewards list of the wrong length names both lengths", "[rewa
   CHECK_THAT(error_of(c, two_images(), two_metas()), Catch::Contains("reply \"rewards\" has 1 values, expected 2 (one per image of the batch)"));
 }
 
-TEST_CASE("fault: flaky-2 succeeds on the third request with 3 retries allowed; backoff doubles", "[rewards]") {
+TEST_CASE("fault: flaky-2 succeeds on the third request with 3 retries allowed, and the backoff doubles", "[rewards]") {
   TempDir dir("flaky");
   LoopbackServer server({"--fault", "flaky-2"}, dir / "server.err");
   RewardServerOptions o = fast(server.url());
