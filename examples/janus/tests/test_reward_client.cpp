@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -31,6 +32,14 @@ using janus_rw_test::write_file;
 using json = nlohmann::json;
 
 namespace {
+
+// The loopback server is on 127.0.0.1: a proxy set in the environment of whoever runs the tests
+// must not catch these requests (libcurl and Python's urllib both read no_proxy / NO_PROXY).
+[[maybe_unused]] const bool kNoProxy = [] {
+  ::setenv("no_proxy", "127.0.0.1,localhost", 1);
+  ::setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+  return true;
+}();
 
 using RGB = std::array<std::uint8_t, 3>;
 constexpr RGB kRed{255, 0, 0}, kBlue{0, 0, 255}, kGreen{0, 128, 0}, kWhite{255, 255, 255}, kBlack{0, 0, 0};
