@@ -496,7 +496,9 @@ TEST_CASE("reference ids of Hugging Face tokenizers", "[.reference]") {
     REQUIRE(plain.size() == strings.size());
     REQUIRE(dec.size() == strings.size());
     REQUIRE(dec_skip.size() == strings.size());
-    std::size_t equal = 0, plain_equal = 0, dec_equal = 0, round_trips = 0, shown = 0;
+    std::size_t equal = 0, plain_equal = 0, dec_equal = 0, round_trips = 0, round_trip_expected = 0, shown = 0;
+    std::vector<std::string> strip_tokens;
+    for (const auto& c : m["strip_tokens"]) strip_tokens.push_back(c.get<std::string>());
     for (std::size_t i = 0; i < strings.size(); ++i) {
       const Ids want = parse_ids(ids[i]), got = t.encode(strings[i]);
       const Ids want_plain = parse_ids(plain[i]), got_plain = t.encode(strings[i], false);
@@ -506,22 +508,28 @@ TEST_CASE("reference ids of Hugging Face tokenizers", "[.reference]") {
       plain_equal += got_plain == want_plain;
       dec_equal += d == unhex(dec[i]) && ds == unhex(dec_skip[i]);
       // decoding the ids without special tokens gives back the (sanitized) text
-      round_trips += t.decode(got_plain) == janus::sanitize_utf8(strings[i]);
+      const std::string clean = janus::sanitize_utf8(strings[i]);
+      bool expect_round_trip = !m["add_prefix_space"].get<bool>();
+      for (const auto& c : strip_tokens) expect_round_trip &= clean.find(c) == std::string::npos;
+      round_trip_expected += expect_round_trip;
+      round_trips += expect_round_trip && t.decode(got_plain) == clean;
       if (!ok && shown++ < 5)
         UNSCOPED_INFO("string " << i << " " << show(strings[i]) << "\n  want " << show(want) << "\n  got  " << show(got)
                                 << "\n  plain want " << show(want_plain) << "\n  plain got  " << show(got_plain)
                                 << "\n  decode want " << show(unhex(dec[i])) << "\n  decode got  " << show(d));
     }
     WARN(name << ": " << equal << " / " << strings.size() << " strings with identical ids (" << plain_equal
-              << " without special tokens), " << dec_equal << " identical decodes, " << round_trips << " round trips");
+              << " without special tokens), " << dec_equal << " identical decodes, " << round_trips << " of " << round_trip_expected
+              << " expected round trips");
     CHECK(equal == strings.size());
     CHECK(plain_equal == strings.size());
     CHECK(dec_equal == strings.size());
-    // decode(encode(text)) == text, except with ByteLevel's add_prefix_space (gpt2), where each
-    // piece of text comes back with the space that was put before it (the decodes are still
-    // compared with the reference above).
-    if (!m["add_prefix_space"].get<bool>()) CHECK(round_trips == strings.size());
-    else CHECK(round_trips < strings.size());
+    // decode(encode(text)) == text, except with ByteLevel's add_prefix_space (gpt2: each piece
+    // of text comes back with the space put before it) and for texts holding an added token that
+    // strips the spaces next to it (llama3's "!!", "<tag>", "<sep>"); their decodes are still
+    // compared with the reference above.
+    CHECK(round_trips == round_trip_expected);
+    if (!m["add_prefix_space"].get<bool>()) CHECK(round_trip_expected > strings.size() / 2);
 
     const auto rids = read_lines(dir + "/" + name + ".random-ids");
     const auto rdec = read_lines(dir + "/" + name + ".random-decoded.hex");

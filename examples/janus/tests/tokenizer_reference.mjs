@@ -275,6 +275,8 @@ for (const [name, cfg] of Object.entries(CONFIGS)) {
     trained_merges: trained.model.merges.length, added_tokens: added.length, bos_id: cfg.bos ? bosId : null,
     // ByteLevel's add_prefix_space puts a space before each piece of text: decode gives it back
     add_prefix_space: JSON.stringify(cfg.pre).includes('"add_prefix_space":true'),
+    // added tokens that take the spaces next to them: a text holding one does not round-trip
+    strip_tokens: added.filter((t) => t.lstrip || t.rstrip).map((t) => t.content),
     lone_surrogate_is_fffd: await same('a\uD800b', 'a\uFFFDb') && !(await same('a\uD800b', 'ab')),
   };
   console.log(`${name}: vocab ${vsize} (${merges.length} of ${trained.model.merges.length} trained merges), ` +
