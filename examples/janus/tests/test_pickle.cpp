@@ -412,6 +412,33 @@ TEST_CASE("unpickle: random corruptions of CPython pickles fail cleanly", "[pick
   CHECK(accepted + refused == 6 * 1000);
 }
 
+TEST_CASE("unpickle: random opcode soup fails cleanly (no crash, no hang, only PickleError)", "[pickle]") {
+  std::vector<unsigned char> ops;
+  for (int b = 0; b < 256; ++b)
+    if (janus::pickle_opcode_accepted(static_cast<unsigned char>(b))) ops.push_back(static_cast<unsigned char>(b));
+  REQUIRE(ops.size() == 50);  // 68 opcodes of pickletools less the 18 refused
+  std::mt19937 rng(7);
+  std::size_t accepted = 0;
+  for (int it = 0; it < 200000; ++it) {
+    std::string s;
+    const int n = 1 + static_cast<int>(rng() % 48);
+    for (int k = 0; k < n; ++k) {
+      const unsigned r = rng() % 10;
+      if (r < 6) s += static_cast<char>(ops[rng() % ops.size()]);
+      else if (r < 8) s += static_cast<char>(rng() % 4);  // small lengths and memo ids
+      else if (r < 9) s += '\n';
+      else s += static_cast<char>(rng() & 0xff);
+    }
+    s += '.';
+    try {
+      janus::unpickle(s);
+      ++accepted;
+    } catch (const PickleError&) {
+    }
+  }
+  CHECK(accepted > 0);
+}
+
 // ----- the writer ---------------------------------------------------------------------------------------
 
 TEST_CASE("pickle_dumps: opcodes and argument encodings, byte for byte", "[pickle]") {
