@@ -113,7 +113,8 @@ while (strings.length < N_STRINGS) {
     const k = 1 + randint(3);
     for (let j = 0; j < k; j++) {
       const at = randint(s.length + 1);
-      const sp = Buffer.from((rand() < 0.3 ? pick(SEPS) : '') + pick(SPECIALS) + (rand() < 0.3 ? pick(SEPS) : ''));
+      const tag = rand() < 0.8 ? pick(SPECIALS) : pick(['<tag>', '<sep>', '!!', 'cat', ' dog']);  // llama3's odd added tokens
+      const sp = Buffer.from((rand() < 0.3 ? pick(SEPS) : '') + tag + (rand() < 0.3 ? pick(SEPS) : ''));
       s = Buffer.concat([s.subarray(0, at), sp, s.subarray(at)]);
     }
     strings.push(s);
