@@ -111,6 +111,24 @@ TEST_CASE("hand-checked ids of the tiny fixture", "[tokenizer]") {
   CHECK(from(j).encode("User: a red cat\n\nAssistant:") == from(tiny_json()).encode("User: a red cat\n\nAssistant:"));
 }
 
+TEST_CASE("long inputs", "[tokenizer]") {
+  const Tokenizer t = Tokenizer::from_file(kTiny);
+  // "cat cat ... cat" (50,000 times, 200 KB): cat = 27, then " cat" = Ġcat = 28 each time
+  std::string s = "cat";
+  for (int i = 1; i < 50000; ++i) s += " cat";
+  Ids want(50000, 28);
+  want[0] = 27;
+  CHECK(t.encode(s, false) == want);
+  // 100,000 spaces: one piece of Ġ (no merge "Ġ Ġ") -> 100,000 x 5; then a letter: " a" = Ġa 19
+  // takes the last space, the other 99,999 stay one piece.
+  CHECK(t.encode(std::string(100000, ' '), false) == Ids(100000, 5));
+  Ids w2(99999, 5);
+  w2.push_back(19);
+  CHECK(t.encode(std::string(100000, ' ') + "a", false) == w2);
+  // 100,000 newlines: each its own piece (the [\r\n] split) -> 100,000 x 7
+  CHECK(t.encode(std::string(100000, '\n'), false) == Ids(100000, 7));
+}
+
 TEST_CASE("lookups and sizes", "[tokenizer]") {
   const Tokenizer t = Tokenizer::from_file(kTiny);
   CHECK(t.vocab_size() == 34);
