@@ -30,6 +30,10 @@
 #include "ops.hpp"
 #include "pretrained.hpp"
 #include "safetensors.hpp"
+#if defined(JANUS_HAVE_REAL_IO)
+#include "reward_client.hpp"
+#include "tokenizer.hpp"
+#endif
 
 namespace janus {
 namespace fs = std::filesystem;
@@ -124,6 +128,14 @@ class Progress {
 
 }  // namespace
 
+bool have_real_io() noexcept {
+#if defined(JANUS_HAVE_REAL_IO)
+  return true;
+#else
+  return false;
+#endif
+}
+
 // ------------------------------------------------------------------------------------------
 // TrainConfig
 
@@ -134,7 +146,8 @@ class Progress {
   X(beta2) X(adam_eps) X(max_grad_norm) X(batch) X(uncond_prob) X(train_gen) X(algo) X(prompts) X(group)        \
   X(cfg_scale) X(temperature) X(top_k) X(top_p) X(beta) X(weight_clip) X(detach_weight) X(initial_frac)          \
   X(gradient_frac) X(similarity_frac) X(window_start_frac) X(window_frac) X(adv_std) X(adv_eps) X(ref_embeds)      \
-  X(model_dir) X(dtype) X(grad_checkpoint) X(shard_optimizer)
+  X(model_dir) X(dtype) X(grad_checkpoint) X(shard_optimizer) X(prompt_file) X(tokenizer) X(reward_server)       \
+  X(reward_timeout) X(reward_retries) X(reward_batch) X(reward_failures)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
@@ -238,6 +251,23 @@ void TrainConfig::validate() const {
   need_real(window_start_frac, "window_start_frac", 0.0, 1.0);
   need_real(window_frac, "window_frac", 0.0, 1.0);
   need_real(adv_eps, "adv_eps", 0.0, 1.0, true);
+  // real prompts and rewards
+  need(prompt_file.empty() || mode == "rl", "--prompts FILE: only rl runs draw prompts from a file");
+  need(prompt_file.empty() || !model_dir.empty(),
+       "--prompts FILE needs --model-dir (the model's tokenizer and its VQ decoder, whose pictures the reward "
+       "server scores)");
+  need(prompt_file.empty() || !reward_server.empty(),
+       "--prompts FILE needs --reward-server URL: the trainer has no detector for arbitrary GenEval classes");
+  need(reward_server.empty() || !model_dir.empty(),
+       "--reward-server needs --model-dir (the server scores the pictures of the model's VQ decoder)");
+  need(tokenizer.empty() || !prompt_file.empty(), "--tokenizer is used with --prompts FILE only");
+  need((prompt_file.empty() && reward_server.empty()) || have_real_io(),
+       "--prompts FILE / --reward-server: this janus_trainer was built without the tokenizer and the reward "
+       "client (PCRE2, libcurl, libjpeg-turbo were not found at configuration: scripts/install-deps.sh --trainer)");
+  need_real(reward_timeout, "--reward-timeout", 0.0, 86400.0, true);
+  need_int(reward_retries, "--reward-retries", 0, 100);
+  need_int(reward_batch, "--reward-batch", 1, limits::max_batch);
+  need_int(reward_failures, "--reward-failures", 0, limits::max_steps);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -823,6 +853,44 @@ Trainer::Trainer(const TrainConfig& config, Parallel parallel)
     init_weights(*policy_);
     policy_->to(device_, dtype_);
   }
+  if (!config_.prompt_file.empty()) {
+#if defined(JANUS_HAVE_REAL_IO)
+    records_ = read_prompt_file(config_.prompt_file);
+    const std::string tok = config_.tokenizer.empty() ? (fs::path(config_.model_dir) / "tokenizer.json").string()
+                                                      : config_.tokenizer;
+    tokenizer_ = std::make_shared<const Tokenizer>(Tokenizer::from_file(tok));
+    if (tokenizer_->vocab_size() > policy_->cfg.vocab_size)
+      throw std::runtime_error(tok + ": its ids reach " + std::to_string(tokenizer_->vocab_size() - 1) +
+                               " but the model's text vocabulary has " + std::to_string(policy_->cfg.vocab_size) +
+                               " entries (" + config_.model_dir + "/config.json `language_config.vocab_size`): "
+                               "not this model's tokenizer");
+    encode_prompts(*tokenizer_, {records_.front().prompt});  // the special tokens are there, or an error naming one
+    // Every prompt is tokenized once now, so that a prompt the tokenizer cannot take stops the
+    // run before its first step, naming its line, not hours into it.
+    for (const PromptRecord& r : records_) {
+      try {
+        (void)tokenizer_->encode(janus_prompt_text(r.prompt));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(config_.prompt_file + ":" + std::to_string(r.line) + ": the prompt cannot be tokenized: " +
+                                 e.what());
+      }
+    }
+#endif
+  }
+  if (!config_.reward_server.empty()) {
+#if defined(JANUS_HAVE_REAL_IO)
+    RewardServerOptions ro;
+    ro.url = config_.reward_server;
+    ro.timeout_s = config_.reward_timeout;
+    ro.max_retries = static_cast<int>(config_.reward_retries);
+    ro.batch = static_cast<int>(config_.reward_batch);
+    try {
+      reward_client_ = std::make_shared<RewardClient>(ro);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--reward-server: ") + e.what());
+    }
+#endif
+  }
   if (config_.top_k > policy_->cfg.image_token_size)
     throw UsageError("--top-k (" + std::to_string(config_.top_k) + ") exceeds the model's " +
                      std::to_string(policy_->cfg.image_token_size) + " image tokens");
@@ -1054,19 +1122,43 @@ StepMetrics Trainer::rl_step() {
 
   // 1. Prompts, each repeated G times (rows p0g0, p0g1, ..., section 2.2); last_metas_ holds
   //    every rank's rows.
-  const std::vector<shapes::Metadata> prompts = rl_prompts(step_);
-  std::vector<std::string> texts;
+  //    A prompt-file run draws its records (seeded epochs) and tokenizes them with the model's
+  //    tokenizer; last_records_ then holds the rows' records and last_metas_ stays empty.
+  std::vector<std::string> texts, distinct;
   last_metas_.clear();
-  for (std::int64_t p = 0; p < P; ++p)
-    for (std::int64_t g = 0; g < G; ++g) {
-      last_metas_.push_back(prompts[static_cast<std::size_t>(p)]);
-      if (p >= p0 && p < p0 + Pl) texts.push_back(prompts[static_cast<std::size_t>(p)].prompt);
+  last_records_.clear();
+  if (!records_.empty()) {
+    for (std::size_t i : prompt_indices_for_step(records_.size(), P, config_.seed, step_)) distinct.push_back(records_[i].prompt),
+        last_records_.insert(last_records_.end(), static_cast<std::size_t>(G), records_[i]);
+  } else {
+    const std::vector<shapes::Metadata> prompts = rl_prompts(step_);
+    for (const auto& m : prompts) {
+      distinct.push_back(m.prompt);
+      last_metas_.insert(last_metas_.end(), static_cast<std::size_t>(G), m);
     }
+  }
+  for (std::int64_t p = p0; p < p0 + Pl; ++p)
+    for (std::int64_t g = 0; g < G; ++g) texts.push_back(distinct[static_cast<std::size_t>(p)]);
   // Every rank pads to the length of the step's longest prompt, as one process would: the
   // image tokens' positions (RoPE) depend on it.
-  std::vector<std::string> distinct;
-  for (const auto& m : prompts) distinct.push_back(m.prompt);
-  const PromptBatch batch = task_.encode(texts, device_, task_.encode(distinct, torch::kCPU).ids.size(1));
+  PromptBatch batch;
+  if (tokenizer_) {
+#if defined(JANUS_HAVE_REAL_IO)
+    const std::int64_t longest = static_cast<std::int64_t>(encode_prompts(*tokenizer_, distinct).ids.at(0).size());
+    const PromptIds ids = encode_prompts(*tokenizer_, texts, longest - 1);  // + <begin_of_image>
+    const auto rows = static_cast<std::int64_t>(ids.ids.size());
+    std::vector<std::int64_t> flat_ids, flat_mask;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      flat_ids.insert(flat_ids.end(), ids.ids[static_cast<std::size_t>(r)].begin(), ids.ids[static_cast<std::size_t>(r)].end());
+      flat_mask.insert(flat_mask.end(), ids.attention_mask[static_cast<std::size_t>(r)].begin(),
+                       ids.attention_mask[static_cast<std::size_t>(r)].end());
+    }
+    batch.ids = torch::tensor(flat_ids, torch::kLong).view({rows, longest}).to(device_);
+    batch.mask = torch::tensor(flat_mask, torch::kLong).view({rows, longest}).to(device_);
+#endif
+  } else {
+    batch = task_.encode(texts, device_, task_.encode(distinct, torch::kCPU).ids.size(1));
+  }
   const std::int64_t L = batch.ids.size(1);
 
   // Phase times: on CUDA the device is synchronised at each boundary so that each phase's
@@ -1114,13 +1206,22 @@ StepMetrics Trainer::rl_step() {
   last_scores_.clear();
   std::vector<float> rw;
   std::array<int, shapes::kNumTags> n_tag{}, ok_tag{};
+  nlohmann::json server_metrics;
+  if (reward_client_) {
+    rw = server_rewards(R, row0, server_metrics);  // every rank's rows; throws RewardStepError
+  } else {
+    for (std::int64_t r = 0; r < R_all; ++r) {
+      last_scores_.push_back(shapes::score(last_pictures_.grids[static_cast<std::size_t>(r)],
+                                           last_metas_[static_cast<std::size_t>(r)], task_.score));
+      rw.push_back(static_cast<float>(last_scores_.back().reward));
+    }
+  }
   for (std::int64_t r = 0; r < R_all; ++r) {
-    last_scores_.push_back(
-        shapes::score(last_pictures_.grids[static_cast<std::size_t>(r)], last_metas_[static_cast<std::size_t>(r)], task_.score));
-    rw.push_back(static_cast<float>(last_scores_.back().reward));
-    const int t = static_cast<int>(last_metas_[static_cast<std::size_t>(r)].tag);
-    ++n_tag[t];
-    ok_tag[t] += last_scores_.back().correct ? 1 : 0;
+    const auto tag = last_records_.empty() ? std::optional<shapes::Tag>(last_metas_[static_cast<std::size_t>(r)].tag)
+                                           : shapes::tag_from_name(last_records_[static_cast<std::size_t>(r)].tag);
+    if (!tag) continue;  // a prompt-only record has no GenEval tag
+    ++n_tag[static_cast<int>(*tag)];
+    ok_tag[static_cast<int>(*tag)] += last_scores_[static_cast<std::size_t>(r)].correct ? 1 : 0;
   }
   const torch::Tensor all_rewards = torch::from_blob(rw.data(), {R_all}, torch::kFloat).clone();
   const torch::Tensor rewards = all_rewards.narrow(0, row0, R).to(device_);
@@ -1268,7 +1369,72 @@ StepMetrics Trainer::rl_step() {
             {"train_time", train_time},
             {"step_time", seconds_since(t0)}};
   if (world > 1) m.json["world_size"] = world;
+  if (!server_metrics.is_null()) m.json["reward_server"] = server_metrics;
   return m;
+}
+
+std::vector<float> Trainer::server_rewards(std::int64_t R, std::int64_t row0, nlohmann::json& metrics) {
+  // This rank's rows go to the server (their decoded pictures and metadata); then every rank's
+  // rewards are gathered as [ok, R rewards, R scores, R strict, seconds, requests, retries]
+  // (ok 0: that rank's request failed, the rest unset), so every rank fails or goes on together.
+  std::vector<double> mine(static_cast<std::size_t>(3 * R + 4), 0.0);
+  std::string error;
+#if defined(JANUS_HAVE_REAL_IO)
+  try {
+    std::vector<Image> images;
+    std::vector<nlohmann::json> metas;
+    for (std::int64_t r = 0; r < R; ++r) {
+      const shapes::Image& pic = last_pictures_.images.at(static_cast<std::size_t>(r));
+      images.push_back(Image{pic.height, pic.width, pic.rgb});
+      const auto row = static_cast<std::size_t>(row0 + r);
+      metas.push_back(last_records_.empty() ? nlohmann::json::parse(shapes::to_json_line(last_metas_.at(row)))
+                                            : last_records_.at(row).meta);
+    }
+    const RewardReply reply = reward_client_->score(images, metas);
+    mine[0] = 1;
+    for (std::int64_t r = 0; r < R; ++r) {
+      const auto i = static_cast<std::size_t>(r);
+      mine[1 + i] = reply.rewards.at(i);
+      mine[1 + R + i] = reply.scores.empty() ? reply.rewards.at(i) : reply.scores.at(i);
+      mine[1 + 2 * R + i] = reply.strict_rewards.empty() ? reply.rewards.at(i) : reply.strict_rewards.at(i);
+    }
+    mine[1 + 3 * R] = reply.seconds;
+    mine[2 + 3 * R] = reply.requests;
+    mine[3 + 3 * R] = reply.retries;
+  } catch (const RewardServerError& e) {
+    error = e.what();
+  }
+#else
+  (void)row0;
+  error = "this janus_trainer was built without the reward client";
+#endif
+  const std::vector<std::vector<double>> all =
+      parallel_.comm ? parallel_.comm->all_gather(mine) : std::vector<std::vector<double>>{mine};
+  for (std::size_t k = 0; k < all.size(); ++k)
+    if (all[k].at(0) != 1.0)
+      throw RewardStepError(error.empty() ? "reward server " + config_.reward_server + ": the request of rank " +
+                                                std::to_string(k) + " failed (its log says why)"
+                                          : error);  // the client's message names the server
+  std::vector<float> rewards;
+  double seconds = 0, requests = 0, retries = 0;
+  last_scores_.clear();
+  for (const auto& v : all) {
+    for (std::int64_t r = 0; r < R; ++r) {
+      const auto i = static_cast<std::size_t>(r);
+      shapes::ScoreResult sr;
+      sr.reward = v[1 + i];
+      sr.partial = v[1 + R + i];
+      sr.correct = v[1 + i] >= 0.5;  // GenEval's rewards are 1 (correct) or 0
+      sr.strict_correct = v[1 + 2 * R + i] >= 0.5;
+      last_scores_.push_back(sr);
+      rewards.push_back(static_cast<float>(v[1 + i]));
+    }
+    seconds = std::max(seconds, v[1 + 3 * R]);
+    requests += v[2 + 3 * R];
+    retries += v[3 + 3 * R];
+  }
+  metrics = {{"seconds", seconds}, {"requests", requests}, {"retries", retries}};
+  return rewards;
 }
 
 void Trainer::save_checkpoint(const std::string& dir, const std::function<void()>& before_cleanup) {
@@ -1534,6 +1700,15 @@ GenerateOptions eval_options(const TrainConfig& c) {
 
 nlohmann::json run_heldout_eval(Trainer& tr, const std::string& out, Progress& progress, bool write_images) {
   const TrainConfig& c = tr.config();
+  if (!c.prompt_file.empty() || !c.reward_server.empty()) {
+    // The held-out set is the task's, scored by its own detector: meaningless for a run on real
+    // prompts scored by a server (evaluate that with the server's own benchmark instead).
+    if (tr.step() == 0)
+      progress.note("no held-out evaluation: the prompts come from " +
+                    (c.prompt_file.empty() ? std::string("the task") : c.prompt_file) + " and the rewards from " +
+                    c.reward_server);
+    return nlohmann::json{{"step", tr.step()}, {"skipped", "prompt-file / reward-server run"}};
+  }
   EvalResult ev = evaluate(*tr.policy(), tr.task(), tr.task().split.heldout, c.eval_samples, eval_options(c),
                            c.eval_batch, tr.vq(), tr.parallel());
   nlohmann::json j = nlohmann::json::parse(ev.report.to_json());
@@ -1683,6 +1858,10 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
     else if (n == "device") stored.device = given.device;
     else if (n == "grad_checkpoint") stored.grad_checkpoint = given.grad_checkpoint;
     else if (n == "shard_optimizer") stored.shard_optimizer = given.shard_optimizer;
+    else if (n == "reward_server") stored.reward_server = given.reward_server;
+    else if (n == "reward_timeout") stored.reward_timeout = given.reward_timeout;
+    else if (n == "reward_retries") stored.reward_retries = given.reward_retries;
+    else if (n == "reward_failures") stored.reward_failures = given.reward_failures;
     else throw UsageError("the setting '" + n + "' cannot be changed on resume");
   }
 }
@@ -1692,7 +1871,8 @@ void apply_resume_overrides(TrainConfig& stored, const TrainConfig& given, const
 const std::vector<std::string>& resumable_settings() {
   static const std::vector<std::string> names = {"steps",        "save_every", "image_every", "eval_every",
                                                  "eval_samples", "eval_batch", "device",      "grad_checkpoint",
-                                                 "shard_optimizer"};
+                                                 "shard_optimizer", "reward_server", "reward_timeout",
+                                                 "reward_retries", "reward_failures"};
   return names;
 }
 
@@ -1873,9 +2053,32 @@ int run_training(TrainConfig config, const RunOptions& o, const Parallel& par) {
     last_checkpoint = (ckpt_root / name).string();
   };
   int stopping = agreed_stop(par, stop.pending());
+  std::int64_t reward_failures = 0;  // steps in a row skipped because the reward server failed
   try {
     while (tr.step() < c.steps && !stopping) {
-      StepMetrics m = tr.train_step();
+      StepMetrics m;
+      try {
+        m = tr.train_step();
+        reward_failures = 0;
+      } catch (const RewardStepError& e) {
+        // Nothing was changed: the step is retried (the same prompts and samples) unless the
+        // server has failed too many steps in a row; either way the reason is in the log and
+        // in metrics.jsonl, never a reward of 0.
+        ++reward_failures;
+        nlohmann::json skipped = {{"step", tr.step() + 1}, {"skipped", e.what()}, {"failures_in_a_row", reward_failures}};
+        if (metrics) metrics->append_line(skipped.dump());
+        progress.note("step " + std::to_string(tr.step() + 1) + " skipped (" + std::to_string(reward_failures) + " of " +
+                      std::to_string(c.reward_failures) + " allowed in a row): " + e.what());
+        if (reward_failures > c.reward_failures) {
+          if (metrics) metrics->sync();
+          throw std::runtime_error(std::string(e.what()) + "; " + std::to_string(reward_failures) +
+                                   " steps in a row without rewards (--reward-failures " +
+                                   std::to_string(c.reward_failures) + "): the run stops; its last checkpoint is " +
+                                   (last_checkpoint.empty() ? std::string("none") : last_checkpoint));
+        }
+        stopping = agreed_stop(par, stop.pending());
+        continue;
+      }
       if (resuming) m.json["resumed_from"] = first_step;
       if (metrics) metrics->append_line(m.json.dump());
       crash_point("after-step");
@@ -1899,7 +2102,13 @@ int run_training(TrainConfig config, const RunOptions& o, const Parallel& par) {
           const Pictures pics = tr.gathered_pictures();  // every rank's rows (a collective)
           if (leader) {
             write_sheet(base + ".png", pics.grids, pics.images, tr.last_scores(), static_cast<int>(c.group));
-            write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+            if (tr.last_records().empty()) {
+              write_prompts(base + ".txt", tr.last_metas(), tr.last_scores());
+            } else {
+              std::vector<shapes::Metadata> shown(tr.last_records().size());
+              for (std::size_t i = 0; i < shown.size(); ++i) shown[i].prompt = tr.last_records()[i].prompt;
+              write_prompts(base + ".txt", shown, tr.last_scores());
+            }
           }
         } else {
           EvalResult ev = evaluate(*tr.policy(), tr.task(), preview_prompts(tr.task()), 2, eval_options(c), c.eval_batch);
@@ -1971,7 +2180,9 @@ int run_training(TrainConfig config, const RunOptions& o, const Parallel& par) {
   if (!rewards.empty())
     std::fprintf(stderr, "train reward: first 10 steps %.3f, last 10 steps %.3f\n", summary["reward_first10"].get<double>(),
                  summary["reward_last10"].get<double>());
-  if (!eval_first.is_null())
+  if (eval_last.contains("skipped"))
+    std::fprintf(stderr, "held-out accuracy: none (%s)\n", eval_last.at("skipped").get<std::string>().c_str());
+  else if (!eval_first.is_null())
     std::fprintf(stderr,
                  "held-out accuracy: %.3f at start -> %.3f at end (GenEval overall %.3f -> %.3f; clean, nothing "
                  "unasked drawn: %.3f -> %.3f)\n",

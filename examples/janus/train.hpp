@@ -24,10 +24,17 @@
 
 #include "distributed.hpp"
 #include "model.hpp"
+#include "prompts.hpp"
 #include "shapes_task.hpp"
 #include "vq_decoder.hpp"
 
 namespace janus {
+
+class Tokenizer;
+class RewardClient;
+/// True when the trainer was built with the tokenizer and the reward-server client (PCRE2,
+/// libcurl and libjpeg-turbo found): --prompts FILE, --tokenizer and --reward-server work.
+bool have_real_io() noexcept;
 
 namespace dp {
 class GradientSync;
@@ -48,6 +55,12 @@ struct Parallel {
 /// names the flag.
 struct UsageError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
+};
+
+/// An RL step whose rewards could not be had (the reward server failed after its retries).
+/// Thrown before the model is changed; run_training skips the step (reward_failures).
+struct RewardStepError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 /// A training step whose loss, gradient norm or updated parameters are not finite (janus_trainer
@@ -143,6 +156,23 @@ struct TrainConfig {
   std::string adv_std = "unbiased";  ///< unbiased | biased | none
   double adv_eps = 1e-4;
   std::string ref_embeds = "policy";  ///< policy (official: the reference sees the policy's text embeddings) | ref
+
+  // Real prompts and rewards (issue 13; docs/trainer.md "Real prompts and a reward server")
+  /// A prompt file (GenEval metadata JSONL or prompt-only records, prompts.hpp): the prompts of
+  /// every step are drawn from it (seeded epochs) instead of the task's, tokenized by the
+  /// model's tokenizer and scored by `reward_server`. Needs `model_dir` and `reward_server`.
+  std::string prompt_file;
+  /// tokenizer.json of the model ("": <model_dir>/tokenizer.json).
+  std::string tokenizer;
+  /// URL of a GenEval reward server (the authors' protocol, reward_client.hpp): it scores the
+  /// decoded pictures of every step. Needs `model_dir` (the pictures come from its VQ decoder).
+  std::string reward_server;
+  double reward_timeout = 120;         ///< seconds per request
+  std::int64_t reward_retries = 3;     ///< retries of a failed request (backoff 1 s, doubling)
+  std::int64_t reward_batch = 2;       ///< images per request (official: 2)
+  /// Steps in a row whose rewards could not be had that are skipped (logged, a metrics line with
+  /// "skipped") before the run stops with the server's error; 0: the first failure stops it.
+  std::int64_t reward_failures = 3;
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);
@@ -277,6 +307,10 @@ class Trainer {
   const Pictures& last_pictures() const { return last_pictures_; }
   const std::vector<shapes::Metadata>& last_metas() const { return last_metas_; }
   const std::vector<shapes::ScoreResult>& last_scores() const { return last_scores_; }
+  /// A prompt-file run: the records of the last RL step's rows (every rank's), else empty.
+  const std::vector<PromptRecord>& last_records() const { return last_records_; }
+  /// The records of the prompt file (empty without one).
+  const std::vector<PromptRecord>& records() const { return records_; }
   /// The last RL step's pictures of every rank, in row order (a collective in a data-parallel
   /// run: every rank calls it; the grids and scores are already global, the decoded images are
   /// gathered here).
@@ -318,6 +352,13 @@ class Trainer {
   Pictures last_pictures_;
   std::vector<shapes::Metadata> last_metas_;
   std::vector<shapes::ScoreResult> last_scores_;
+  std::vector<PromptRecord> records_;       ///< the prompt file's
+  std::vector<PromptRecord> last_records_;  ///< the last step's rows (prompt-file runs)
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::shared_ptr<RewardClient> reward_client_;
+  /// Rewards of this rank's rows by the reward server, gathered over the ranks; throws
+  /// RewardStepError when any rank's request failed. Fills last_scores_ and the metrics.
+  std::vector<float> server_rewards(std::int64_t R, std::int64_t row0, nlohmann::json& metrics);
 };
 
 /// How run_training starts (docs/trainer.md "Run safety").

@@ -26,8 +26,19 @@ if(GCPO_BUILD_TRAINER)
   target_include_directories(janus_trainer_lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_compile_features(janus_trainer_lib PUBLIC cxx_std_17)
   target_link_libraries(janus_trainer_lib
-    PUBLIC gcpo::gcpo gcpo_shapes_task ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json ZLIB::ZLIB
+    PUBLIC gcpo::gcpo gcpo_shapes_task janus_prompts ${TORCH_LIBRARIES} nlohmann_json::nlohmann_json ZLIB::ZLIB
     PRIVATE gcpo_project_flags)
+  # Real prompts and rewards (issue 13): the tokenizer and the reward-server client when their
+  # libraries were built (tokenizer.cmake, reward_client.cmake); otherwise janus_trainer refuses
+  # --prompts FILE, --reward-server and `tokenize` with a message saying what to install.
+  if(TARGET janus_tokenizer AND TARGET janus_reward_client)
+    target_link_libraries(janus_trainer_lib PUBLIC janus_tokenizer janus_reward_client)
+    target_compile_definitions(janus_trainer_lib PUBLIC JANUS_HAVE_REAL_IO=1)
+  else()
+    message(WARNING "janus_trainer is built without the tokenizer or the reward client: --prompts FILE, "
+                    "--reward-server and `tokenize` are refused (install libpcre2-dev, libcurl4-openssl-dev, "
+                    "libturbojpeg0-dev)")
+  endif()
   # libtorch's headers trip -Wpedantic/-Wextra; they are third-party, so include them as system headers.
   target_include_directories(janus_trainer_lib SYSTEM PUBLIC ${TORCH_INCLUDE_DIRS})
   # One precompiled <torch/torch.h> for every trainer translation unit (parsing it is most of
@@ -125,6 +136,12 @@ if(GCPO_BUILD_TRAINER)
     # `rl --model-dir`: GCPO / GRPO at N = 576 on such a directory, pictures from its VQ decoder,
     # bit-exact resume in float32 and bf16 (master weights), eval / sample through the decoder
     janus_add_test(test_janus_rl_model_dir tests/test_rl_model_dir.cpp PROPERTIES TIMEOUT 900)
+    # Real prompts and rewards (issue 13): a prompt file, the fixture tokenizer and the loopback
+    # reward server end to end, its faults, and the settings' checks
+    if(TARGET janus_tokenizer AND TARGET janus_reward_client AND _janus_rw_defs)
+      janus_add_test(test_janus_real_io tests/test_real_io.cpp PROPERTIES TIMEOUT 600)
+      target_compile_definitions(test_janus_real_io PRIVATE ${_janus_rw_defs})
+    endif()
     # Data parallelism (issue 11): launch variables, c10d collectives over Gloo between child
     # processes (distributed_worker) on 127.0.0.1, a killed rank, a missing rank, scripts/launch.sh.
     # Linked against janus_dist alone (not the whole trainer library).

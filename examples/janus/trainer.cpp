@@ -9,6 +9,9 @@
 //   janus_trainer rl --model-dir Janus-Pro-1B --device cuda --dtype bf16 --out runs/pro  # a published model
 //   torchrun --nproc-per-node 2 --no-python janus_trainer rl ...     # data parallel (or scripts/launch.sh 2 ...)
 //   janus_trainer forward --model-dir Janus-Pro-1B --input in.safetensors --output out.safetensors
+//   janus_trainer rl --model-dir Janus-Pro-1B --prompts geneval_train_metadata.jsonl
+//                    --reward-server http://127.0.0.1:18085 ...                      # real prompts and rewards
+//   janus_trainer tokenize --tokenizer Janus-Pro-1B/tokenizer.json --input texts.txt --output ids.jsonl
 #include <dlfcn.h>
 
 #include <cerrno>
@@ -16,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -26,6 +30,9 @@
 
 #include "pretrained.hpp"
 #include "train.hpp"
+#if defined(JANUS_HAVE_REAL_IO)
+#include "tokenizer.hpp"
+#endif
 
 namespace {
 
@@ -172,6 +179,8 @@ const std::map<std::string, std::string>& resume_flags() {
       {"--device", "device"},        {"--threads", ""},                  {"--out", ""},
       {"--grad-checkpoint", "grad_checkpoint"}, {"--shard-optimizer", "shard_optimizer"},
       {"--dist-backend", ""},        {"--dist-timeout", ""},             {"--bucket-mb", ""},
+      {"--reward-server", "reward_server"}, {"--reward-timeout", "reward_timeout"},
+      {"--reward-retries", "reward_retries"}, {"--reward-failures", "reward_failures"},
       {"--resume", ""}};
   return flags;
 }
@@ -329,7 +338,27 @@ int main(int argc, char** argv) {
   DistFlags rl_dist;
   add_dist_options(c_rl, rl_dist, rl);
   c_rl->add_option("--algo", rl.algo, "gcpo or grpo")->check(CLI::IsMember({"gcpo", "grpo"}))->capture_default_str();
-  c_rl->add_option("--prompts", rl.prompts, "P prompts per step")->check(integer_in(1, limits::max_batch))->capture_default_str();
+  // --prompts N (P prompts per step of the task) or --prompts FILE (a prompt file; P from
+  // --prompts-per-step): a value of digits alone is a count (name a file "4" as ./4).
+  std::string rl_prompts_arg;
+  c_rl->add_option("--prompts", rl_prompts_arg,
+                   "N: P prompts per step (default " + std::to_string(rl.prompts) + "); or FILE: a GenEval metadata "
+                   "JSONL / prompt-only JSON(L) file to draw the prompts from (needs --model-dir and --reward-server)");
+  c_rl->add_option("--prompts-per-step", rl.prompts, "P prompts per step (with --prompts FILE)")
+      ->check(integer_in(1, limits::max_batch));
+  c_rl->add_option("--tokenizer", rl.tokenizer, "tokenizer.json for --prompts FILE (default: <model-dir>/tokenizer.json)");
+  c_rl->add_option("--reward-server", rl.reward_server,
+                   "URL of a GenEval reward server (the authors' protocol) that scores every step's pictures "
+                   "(needs --model-dir)");
+  c_rl->add_option("--reward-timeout", rl.reward_timeout, "seconds per reward request")
+      ->check(real_in(1e-3, 86400))->capture_default_str();
+  c_rl->add_option("--reward-retries", rl.reward_retries, "retries of a failed reward request (backoff 1 s, doubling)")
+      ->check(integer_in(0, 100))->capture_default_str();
+  c_rl->add_option("--reward-batch", rl.reward_batch, "images per reward request (official: 2)")
+      ->check(integer_in(1, limits::max_batch))->capture_default_str();
+  c_rl->add_option("--reward-failures", rl.reward_failures,
+                   "steps in a row skipped for want of rewards before the run stops (0: stop at the first)")
+      ->check(integer_in(0, limits::max_steps))->capture_default_str();
   c_rl->add_option("--group", rl.group, "G samples per prompt")->check(integer_in(2, limits::max_batch))->capture_default_str();
   c_rl->add_option("--beta", rl.beta, "KL coefficient")->check(real_in(0, limits::max_real))->capture_default_str();
   c_rl->add_option("--weight-clip", rl.weight_clip, "clip of the dynamic weight's log-ratio")
@@ -410,6 +439,15 @@ int main(int argc, char** argv) {
   c_forward->add_option("--device", fw_device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   c_forward->add_option("--threads", fw_threads, "torch intra-op threads")->check(integer_in(0, limits::max_threads))->capture_default_str();
 
+  std::string tk_tokenizer, tk_input, tk_output;
+  bool tk_overwrite = false;
+  CLI::App* c_tokenize = app.add_subcommand(
+      "tokenize", "token ids of texts by a tokenizer.json (one text per line; \\n, \\t, \\\\ decoded), as JSON lines");
+  c_tokenize->add_option("--tokenizer", tk_tokenizer, "tokenizer.json (Hugging Face format)")->required();
+  c_tokenize->add_option("--input", tk_input, "texts, one per line")->required();
+  c_tokenize->add_option("--output", tk_output, "JSON lines {\"ids\": [...]} written (refused if it exists)")->required();
+  c_tokenize->add_flag("--overwrite", tk_overwrite, "replace an existing --output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -434,6 +472,18 @@ int main(int argc, char** argv) {
     if (*c_rl) {
       // A published model draws 384x384 pictures (24 x 24 tokens of 16 pixels) unless --grid says otherwise.
       if (!rl.model_dir.empty() && c_rl->count("--grid") == 0) rl_grid = 24;
+      if (!rl_prompts_arg.empty()) {
+        if (rl_prompts_arg.find_first_not_of("0123456789") == std::string::npos) {
+          if (c_rl->count("--prompts-per-step") > 0)
+            throw janus::UsageError("--prompts " + rl_prompts_arg + " and --prompts-per-step both give P: give one");
+          if (rl_prompts_arg.size() > 5 || std::stoll(rl_prompts_arg) < 1 || std::stoll(rl_prompts_arg) > limits::max_batch)
+            throw janus::UsageError("--prompts (" + rl_prompts_arg + ") must be an integer in [1, " +
+                                    std::to_string(limits::max_batch) + "] or a prompt file");
+          rl.prompts = std::stoll(rl_prompts_arg);
+        } else {
+          rl.prompt_file = rl_prompts_arg;
+        }
+      }
       rl.grid_height = rl.grid_width = static_cast<int>(rl_grid);
       janus::RunOptions o = run_options(c_rl, rl, quiet, program);
       set_threads(rl_threads);
@@ -451,6 +501,14 @@ int main(int argc, char** argv) {
       sa.grid_height = sa.grid_width = static_cast<int>(sa_grid);
       set_threads(sa_threads);
       return janus::run_sample(sa_model, sa, sa_prompt, sa_n, sa_png);
+    }
+    if (*c_tokenize) {
+#if defined(JANUS_HAVE_REAL_IO)
+      return janus::tokenize_file(tk_tokenizer, tk_input, tk_output, std::cerr, tk_overwrite);
+#else
+      throw janus::UsageError("tokenize: this janus_trainer was built without the tokenizer (PCRE2 was not found at "
+                              "configuration: scripts/install-deps.sh --trainer)");
+#endif
     }
     if (*c_forward) {
       std::int64_t gh = 0, gw = 0;
