@@ -7,6 +7,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -205,6 +206,16 @@ bool translate_onig_pattern(const std::string& in, std::string& out, std::string
           }
           out += "[^0-9a-fA-F]";
           break;
+        case 'u':  // Oniguruma's \uHHHH is PCRE2's \x{HHHH}
+          if (i + 4 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+              std::isxdigit(static_cast<unsigned char>(in[i + 2])) && std::isxdigit(static_cast<unsigned char>(in[i + 3])) &&
+              std::isxdigit(static_cast<unsigned char>(in[i + 4]))) {
+            out += "\\x{" + in.substr(i + 1, 4) + "}";
+            i += 4;
+            break;
+          }
+          why = "`\\u` not followed by four hex digits";
+          return false;
         case 'Q':
           why = "`\\Q...\\E` quoting";
           return false;

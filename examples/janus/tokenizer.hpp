@@ -24,7 +24,8 @@
 //  * Regexes of tokenizer.json are Oniguruma regexes there. They are compiled here by PCRE2 with
 //    the differences that matter translated: `^`/`$` match at line boundaries (Oniguruma's
 //    default, PCRE2_MULTILINE here), `\s`/`\S` are the White_Space property, `\w`/`\W` are
-//    [\p{L}\p{M}\p{N}\p{Pc}], `\h`/`\H` are hex digits; matches are iterated as the `onig` crate
+//    [\p{L}\p{M}\p{N}\p{Pc}], `\h`/`\H` are hex digits, `\uHHHH` is a code point (each checked
+//    against the package with a probe, and by the tests); matches are iterated as the `onig` crate
 //    does (an empty match right after the previous match is skipped). Characters assigned in a
 //    Unicode version newer than this PCRE2's tables may be classified differently.
 //  * Text that is not valid UTF-8 is first made valid: each maximal ill-formed subsequence becomes
@@ -52,6 +53,10 @@
 //   ByteLevel(add_prefix_space=False, use_regex=False)). Janus-Pro ships DeepSeek-LLM's tokenizer
 //   (tokenizer_config.json: bos `<｜begin▁of▁sentence｜>`, eos `<｜end▁of▁sentence｜>`, pad
 //   `<｜▁pad▁｜>`, additional specials `<image_placeholder>`, `<|User|>`, `<|Assistant|>`, ...).
+//   Janus-Pro's own tokenizer.json was not available here (no network to the Hub): the
+//   configuration above is that of the sources named, and the comparison test trains with it.
+//   Should a real file's post-processor not add BOS (transformers' LlamaTokenizerFast adds it from
+//   tokenizer_config.json's add_bos_token instead), encode_prompts says so rather than guess.
 #pragma once
 
 #include <cstdint>
@@ -134,8 +139,9 @@ PromptIds encode_prompts(const Tokenizer& tokenizer, const std::vector<std::stri
 std::string unescape_text_line(std::string_view line, std::size_t line_number);
 
 /// `janus_trainer tokenize --tokenizer FILE.json --input TEXTS.txt --output IDS.jsonl`: one text
-/// per line of `input_txt` ('\n'-separated; a last line without '\n' counts; escapes decoded by
-/// unescape_text_line), one line {"ids": [...]} per text in `output_jsonl` with the special tokens
+/// per line of `input_txt` ('\n'-separated; a last line without '\n' counts; a '\r' is text, so
+/// a CRLF file gives texts ending in '\r'; escapes decoded by unescape_text_line), one line
+/// {"ids": [...]} per text in `output_jsonl` with the special tokens
 /// the post-processor adds. The output is written atomically (temporary file + rename) and an
 /// existing output is refused unless `overwrite`. Returns 0, or 1 after writing the error to `log`.
 int tokenize_file(const std::string& tokenizer_json, const std::string& input_txt,

@@ -329,6 +329,9 @@ TEST_CASE("regex semantics follow Oniguruma", "[tokenizer]") {
   CHECK(make("\\s").encode("a\xC2\x85" "b\xE1\xA0\x8E") == Ids{0, 1, 5});
   // `\h` is a hex digit in Oniguruma (not horizontal space).
   CHECK(make("\\h").encode("a1f x") == Ids{8, 2});
+  // `\uHHHH` is a code point in Oniguruma: removing U+0061 from "bab" leaves b, b
+  CHECK(make("\\u0061").encode("bab") == Ids{1, 1});
+  CHECK_THROWS_WITH(make("\\u61"), Catch::Contains("`\\u` not followed by four hex digits"));
   // an empty match right after a match is skipped, then the search moves one character:
   // "a*" on "baab": (0,0) empty, (1,3) "aa", at 3 skipped, (4,4) empty -> removing leaves b, b.
   CHECK(make("a*").encode("baab") == Ids{1, 1});
