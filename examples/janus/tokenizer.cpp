@@ -177,7 +177,6 @@ bool translate_onig_pattern(const std::string& in, std::string& out, std::string
   static const char* kWord = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
   out.clear();
   bool in_class = false;
-  std::size_t class_start = 0;
   for (std::size_t i = 0; i < in.size(); ++i) {
     const char c = in[i];
     if (c == '\\') {
@@ -188,7 +187,7 @@ bool translate_onig_pattern(const std::string& in, std::string& out, std::string
       const char e = in[i + 1];
       ++i;
       switch (e) {
-        case 's': out += in_class ? "\\p{White_Space}" : "\\p{White_Space}"; break;
+        case 's': out += "\\p{White_Space}"; break;
         case 'S': out += "\\P{White_Space}"; break;
         case 'w': out += in_class ? std::string(kWord) : "[" + std::string(kWord) + "]"; break;
         case 'W':
@@ -227,7 +226,6 @@ bool translate_onig_pattern(const std::string& in, std::string& out, std::string
     }
     if (!in_class && c == '[') {
       in_class = true;
-      class_start = out.size();
       out += c;
       // A ']' right after '[' or '[^' is a literal.
       if (i + 1 < in.size() && in[i + 1] == '^') out += in[++i];
@@ -249,7 +247,6 @@ bool translate_onig_pattern(const std::string& in, std::string& out, std::string
     if (in_class && c == ']') in_class = false;
     out += c;
   }
-  (void)class_start;
   return true;
 }
 
