@@ -13,6 +13,9 @@
 #include "launch_util.hpp"
 #include "safetensors.hpp"
 #include "test_util.hpp"
+#if defined(JANUS_LOOPBACK_SERVER)
+#include "reward_test_util.hpp"
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -517,3 +520,83 @@ TEST_CASE("data parallel, --model-dir in bf16: the first step's pictures of one 
        "optimizer differ by at most " << diff_sharded);
   CHECK(diff_sharded <= kWeightBound);
 }
+
+#if defined(JANUS_LOOPBACK_SERVER)
+// Real prompts and a reward server (issue 13) on 2 processes: each rank sends its own rows'
+// pictures and the rewards are gathered, so the run is the one process's.
+namespace {
+std::vector<std::string> real_io_args(const fs::path& out, const std::string& prompts, int port,
+                                      const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> a = {kTrainer, "-q", "rl", "--model-dir",
+                                std::string(JANUS_TEST_DATA_DIR) + "/janus_tiny/safetensors", "--grid", "8",
+                                "--prompts", prompts, "--prompts-per-step", "2", "--group", "4",
+                                "--tokenizer", std::string(JANUS_TEST_DATA_DIR) + "/../fixtures/tokenizer/tiny.json",
+                                "--reward-server", "http://127.0.0.1:" + std::to_string(port), "--lr", "1e-3",
+                                "--steps", "3", "--seed", "1", "--save-every", "0", "--image-every", "0", "--threads", "1",
+                                "--dist-timeout", "60", "--out", out.string()};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+std::string write_prompt_file(const fs::path& dir) {
+  const fs::path p = dir / "prompts.jsonl";
+  std::ofstream(p) << R"({"tag": "colors", "include": [{"class": "cat", "count": 1, "color": "red"}], "prompt": "a red cat"})" "\n"
+                   << R"({"tag": "single_object", "include": [{"class": "cat", "count": 1}], "prompt": "a cat"})" "\n"
+                   << R"({"tag": "two_object", "include": [{"class": "cat", "count": 1}, {"class": "dinosaur", "count": 1}], "prompt": "a cat and a red cat"})" "\n";
+  return p.string();
+}
+}  // namespace
+
+TEST_CASE("data parallel, a prompt file and a reward server: 2 processes score their rows, one process's run",
+          "[dp][real-io]") {
+  janus_test::TempDir tmp("dp_real_io");
+  const fs::path logs = tmp.path / "logs";
+  const std::string prompts = write_prompt_file(tmp.path);
+  janus_rw_test::LoopbackServer server({"--request-log", (tmp.path / "requests.jsonl").string()},
+                                       (tmp.path / "server.err").string());
+  const Launch one = launch(1, real_io_args(tmp.path / "one", prompts, server.port()), logs, "one");
+  INFO(one.text());
+  REQUIRE(one.ok());
+  const Launch two = launch(2, real_io_args(tmp.path / "two", prompts, server.port()), logs, "two");
+  INFO(two.text());
+  REQUIRE(two.ok());
+  const auto m1 = metrics_of(tmp.path / "one"), m2 = metrics_of(tmp.path / "two");
+  check_same_metrics(m1, m2);
+  // Seed 1 draws, at some step, a prompt the scorer rewards (rank 0's rows) and one it does not
+  // (rank 1's): only rewards gathered in row order give one process's metrics then.
+  bool mixed = false;
+  for (const auto& m : m1) mixed = mixed || (m.at("reward").get<double>() > 0 && m.at("reward").get<double>() < 1);
+  CHECK(mixed);
+  for (std::size_t i = 0; i < m2.size(); ++i) {
+    // 8 pictures in requests of 2: 4 from one process, 2 from each of two
+    CHECK(m1[i].at("reward_server").at("requests").get<double>() == 4);
+    CHECK(m2[i].at("reward_server").at("requests").get<double>() == 4);
+  }
+  // 3 steps x 4 requests, twice
+  std::ifstream req(tmp.path / "requests.jsonl");
+  int n = 0;
+  for (std::string line; std::getline(req, line);) n += line.empty() ? 0 : 1;
+  CHECK(n == 24);
+}
+
+TEST_CASE("data parallel, a reward server that fails: every rank stops with the error, none hangs", "[dp][real-io]") {
+  janus_test::TempDir tmp("dp_real_io_fail");
+  const fs::path logs = tmp.path / "logs";
+  const std::string prompts = write_prompt_file(tmp.path);
+  janus_rw_test::LoopbackServer server({"--fault", "http500"}, (tmp.path / "server.err").string());
+  const Launch two = launch(2,
+                            real_io_args(tmp.path / "two", prompts, server.port(),
+                                         {"--reward-retries", "0", "--reward-failures", "0"}),
+                            logs, "fail", {}, 120);
+  INFO(two.text());
+  for (std::size_t r = 0; r < 2; ++r) {
+    REQUIRE(two.exits[r].exited);
+    CHECK(two.exits[r].code() == 1);
+    CHECK(two.logs[r].find("HTTP status 500") != std::string::npos);  // each rank's own request failed
+    CHECK(two.logs[r].find("--reward-failures 0") != std::string::npos);
+  }
+  const auto m = metrics_of(tmp.path / "two");
+  REQUIRE(m.size() == 1);  // rank 0 wrote the skipped attempt, once
+  CHECK(m[0].contains("skipped"));
+}
+#endif
