@@ -628,16 +628,23 @@ wait_trainer_build() {
   TRAINER_BUILD_RC=$?
 }
 
+# not_for_trainer_build <stage>: true (and the stage recorded SKIP with the reason) when the stage
+# is in GCPO_SKIP or there is no trainer build (folder of the machine's PyTorch) to run it with
+not_for_trainer_build() {
+  if skipped "$1"; then
+    record "$1" SKIP 0 "GCPO_SKIP"
+  elif [[ -z $TRAINER_PID ]]; then
+    record "$1" SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable: no PyTorch to build against" || echo "no GPU")"
+  else
+    return 1
+  fi
+  return 0
+}
+
 trainer_stage() {
   section "example trainer (--device cuda)"
   TRAINER_RESERVE=$JANUS_RESERVE  # what was kept back for this stage is its own now; the Janus stages' is not
-  if skipped trainer; then
-    record trainer SKIP 0 "GCPO_SKIP"
-    return
-  elif [[ -z $TRAINER_PID ]]; then
-    record trainer SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable: no libtorch to build against" || echo "no GPU")"
-    return
-  fi
+  not_for_trainer_build trainer && return
   local t0=$SECONDS rc t
   t=$(limit 240 5)
   # wait for the background build, at most what the budget leaves
@@ -679,13 +686,7 @@ trainer_stage() {
 # python-bench.log (its tables are printed here too).
 python_stage() {
   section "Python extension on the GPU (python)"
-  if skipped python; then
-    record python SKIP 0 "GCPO_SKIP"
-    return
-  elif [[ -z $TRAINER_PID ]]; then
-    record python SKIP 0 "$( ((HAVE_GPU)) && echo "torch not importable: no PyTorch to build against" || echo "no GPU")"
-    return
-  fi
+  not_for_trainer_build python && return
   local t0=$SECONDS rc t pkg=$TRAINER_BUILD/python
   wait_trainer_build "$(limit 200 5)"
   if [[ ! -f $pkg/gcpo/_gcpo_ops.so ]]; then

@@ -24,28 +24,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_support.hpp"
+
 #ifndef JANUS_PYTHON3
 #error "JANUS_PYTHON3 must be defined (path of the python3 interpreter)"
 #endif
 
 namespace janus_rw_test {
 
-/// A scratch directory, emptied at the start and removed at the end.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() / ("janus_rw_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
+using janus_test::TempDir;  // a scratch directory (test_support.hpp)
 
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 
+#include "test_support.hpp"
 #include "model_dir.hpp"
 #include "safetensors.hpp"
 #include "vq_decoder.hpp"
@@ -51,15 +52,7 @@ struct Scratch {
   }
 };
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using janus_test::error_of;
 
 /// Everything a text-to-image run loads from `dir`, checked.
 janus::Weights load_checked(const fs::path& dir) {

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "test_support.hpp"
 #include "pretrained.hpp"
 #include "safetensors.hpp"
 
@@ -30,15 +31,7 @@ struct TempFile {
   }
 };
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using janus_test::error_of;
 
 }  // namespace
 

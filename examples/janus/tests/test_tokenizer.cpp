@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_support.hpp"
 #include "tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -47,17 +48,7 @@ json tiny_json() { return json::parse(read_file(kTiny)); }
 
 Tokenizer from(const json& j) { return Tokenizer::from_json_string(j.dump(), "tok.json"); }
 
-// The message of the std::runtime_error that `f` throws (fails the test when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  FAIL("no exception");
-  return {};
-}
+using janus_test::error_of;
 
 std::string scratch_dir(const std::string& name) {
   const fs::path d = fs::path(JANUS_TOKENIZER_SCRATCH) / name;
