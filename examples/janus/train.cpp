@@ -858,6 +858,9 @@ Trainer::Trainer(const TrainConfig& config, Parallel parallel)
     records_ = read_prompt_file(config_.prompt_file);
     const std::string tok = config_.tokenizer.empty() ? (fs::path(config_.model_dir) / "tokenizer.json").string()
                                                       : config_.tokenizer;
+    if (config_.tokenizer.empty() && !fs::exists(tok))
+      throw UsageError("--prompts FILE: the model directory has no tokenizer.json (" + tok +
+                       "): name the model's tokenizer with --tokenizer");
     tokenizer_ = std::make_shared<const Tokenizer>(Tokenizer::from_file(tok));
     if (tokenizer_->vocab_size() > policy_->cfg.vocab_size)
       throw std::runtime_error(tok + ": its ids reach " + std::to_string(tokenizer_->vocab_size() - 1) +

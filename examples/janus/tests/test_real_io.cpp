@@ -191,6 +191,12 @@ TEST_CASE("real-prompt settings are checked before anything runs", "[real-io]") 
     CHECK_THROWS_WITH(janus::Trainer(b), Contains("--reward-server"));
   }
   {
+    // no --tokenizer and no tokenizer.json in the model directory
+    TrainConfig b = c;
+    b.tokenizer.clear();
+    CHECK_THROWS_WITH(janus::Trainer(b), Contains("the model directory has no tokenizer.json") && Contains("--tokenizer"));
+  }
+  {
     // a prompt the tokenizer cannot spell ("dog": no "o"), on line 2 of the file
     TrainConfig b = c;
     janus_rw_test::write_file(dir / "bad.jsonl", kRecords[0] + "\n" +
