@@ -308,6 +308,88 @@ TEST_CASE("generation_step: the draw is the documented Gumbel-max (double refere
   CHECK(agree >= static_cast<std::size_t>(R) - 1);
 }
 
+TEST_CASE("gumbel_noise_bound exceeds the noise of every possible uniform", "[sampling]") {
+  // All 2^23 values uniform_open01 can return (its 23 high bits), through the same repro_log
+  // arithmetic the draw uses: the host twin skips an entry whose logit plus this bound stays
+  // below another entry's key, so the bound must hold for every one of them.
+  float worst = -std::numeric_limits<float>::infinity();
+  for (std::uint32_t k = 0; k < (1u << 23); ++k) worst = std::max(worst, gcpo::detail::gumbel_of_bits(k << 9));
+  CHECK(worst < gcpo::detail::gumbel_noise_bound);
+  CHECK(worst > 16.6f);  // -log(-log(1 - 2^-24)) = 16.636: the bound is not loose by much
+  CHECK(gcpo::detail::gumbel_of_bits(0xFFFFFFFFu) == worst);
+}
+
+TEST_CASE("generation_step: the draw passes over entries that cannot win and still draws the full scan's token",
+          "[sampling]") {
+  // The full scan as the spec states it (every kept entry's key x_v + gumbel_noise, first
+  // largest), in float like the twins, against the host twin, which computes noise only for the
+  // entries that can reach the largest logit's key. Wide spreads (most entries passed over),
+  // narrow ones (none), repeated maxima, -inf and NaN entries, and top-k.
+  const std::int64_t V = 600;
+  std::mt19937_64 rng(31);
+  int rows = 0, skipped_rows = 0;
+  for (const double spread : {0.5, 3.0, 20.0, 80.0})
+    for (const std::int64_t top_k : {std::int64_t{0}, std::int64_t{7}, std::int64_t{300}})
+      for (int variant = 0; variant < 4; ++variant) {
+        const std::int64_t R = 6;
+        std::vector<float> x = normal(rng, static_cast<std::size_t>(R * V), 0.0, spread);
+        for (std::int64_t r = 0; r < R; ++r) {
+          float* row = x.data() + r * V;
+          if (variant == 1) {  // the maximum repeated at several places
+            const float m = *std::max_element(row, row + V);
+            for (std::int64_t v : {3, 250, 599}) row[v] = m;
+          } else if (variant == 2) {  // -inf entries, the first one among them
+            for (std::int64_t v = 0; v < V; v += 5) row[v] = -std::numeric_limits<float>::infinity();
+          } else if (variant == 3) {  // NaN entries (never drawn)
+            for (std::int64_t v = 1; v < V; v += 97) row[v] = std::numeric_limits<float>::quiet_NaN();
+          }
+        }
+        gcpo::sampling_options o;
+        o.seed = 77 + static_cast<std::uint64_t>(variant);
+        o.step = 5;
+        o.top_k = top_k;
+        o.first_row = 1000;
+        std::vector<std::int64_t> tok(R);
+        host_workspace ws(gcpo::generation_step_workspace_bytes(R, V));
+        GCPO_REQUIRE_OK(gcpo::host::generation_step(cview(x, {R, V}), {}, view(tok, {R}), {}, {}, o, ws.get()));
+        for (std::int64_t r = 0; r < R; ++r) {
+          const float* row = x.data() + r * V;
+          // the kept set: top-k by (x descending, index ascending), NaN last
+          std::vector<std::int64_t> idx(V);
+          std::iota(idx.begin(), idx.end(), 0);
+          std::stable_sort(idx.begin(), idx.end(), [&](std::int64_t a, std::int64_t b) {
+            const bool na = row[a] != row[a], nb = row[b] != row[b];
+            if (na || nb) return !na && nb;
+            return row[a] > row[b];
+          });
+          std::vector<bool> kept(V, top_k == 0);
+          for (std::int64_t i = 0; i < top_k; ++i) kept[static_cast<std::size_t>(idx[static_cast<std::size_t>(i)])] = true;
+          std::int64_t best = -1, computed = 0;
+          float best_key = -std::numeric_limits<float>::infinity();
+          float top = -std::numeric_limits<float>::infinity();
+          for (std::int64_t v = 0; v < V; ++v)
+            if (kept[static_cast<std::size_t>(v)] && row[v] == row[v]) top = std::max(top, row[v]);
+          for (std::int64_t v = 0; v < V; ++v) {
+            if (!kept[static_cast<std::size_t>(v)]) continue;
+            if (best < 0) best = v;
+            const float key = row[v] + gcpo::detail::gumbel_noise(o.seed, o.step, static_cast<std::uint32_t>(o.first_row + r),
+                                                                 static_cast<std::uint32_t>(v));
+            if (row[v] + 17.0f >= top) ++computed;
+            if (key > best_key) {
+              best_key = key;
+              best = v;
+            }
+          }
+          INFO("spread " << spread << ", top-k " << top_k << ", variant " << variant << ", row " << r);
+          CHECK(tok[static_cast<std::size_t>(r)] == best);
+          ++rows;
+          if (computed < V / 2) ++skipped_rows;
+        }
+      }
+  CHECK(rows == 4 * 3 * 4 * 6);
+  CHECK(skipped_rows >= rows / 3);  // the wide spreads do exercise the passing over
+}
+
 TEST_CASE("generation_step: chi-square of the sampled frequencies", "[sampling]") {
   const std::vector<float> cond{1.0f, 0.5f, 0.0f, -0.5f, 2.0f, -1.0f};
   const std::vector<float> uncond{0.2f, 0.9f, -0.3f, 0.0f, 1.0f, 0.5f};

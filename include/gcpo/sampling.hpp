@@ -145,14 +145,30 @@ GCPO_HOST_DEVICE GCPO_FORCEINLINE float guided_logit(float c, float u, bool has_
 #endif
 }
 
+/// The Philox block of entries 4q .. 4q + 3 of a row at a step (entry v uses word v % 4 of
+/// block v / 4).
+GCPO_HOST_DEVICE GCPO_FORCEINLINE philox_out gumbel_block(std::uint64_t seed, std::uint64_t step, std::uint32_t row,
+                                                         std::uint32_t q) noexcept {
+  return philox4x32_10(q, row, static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+                       static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+}
+
+/// The Gumbel noise of a Philox word: -log(-log(u)), u = uniform_open01(bits).
+GCPO_HOST_DEVICE GCPO_FORCEINLINE float gumbel_of_bits(std::uint32_t bits) noexcept {
+  return -repro_log(-repro_log(uniform_open01(bits)));
+}
+
 /// The Gumbel noise of entry v of a row at a step (bit-identical on host and device).
 GCPO_HOST_DEVICE GCPO_FORCEINLINE float gumbel_noise(std::uint64_t seed, std::uint64_t step, std::uint32_t row,
                                                      std::uint32_t v) noexcept {
-  const philox_out o = philox4x32_10(v >> 2, row, static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
-                                     static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
-  const float u = uniform_open01(o.v[v & 3u]);
-  return -repro_log(-repro_log(u));
+  return gumbel_of_bits(gumbel_block(seed, step, row, v >> 2).v[v & 3u]);
 }
+
+/// A strict upper bound of every value gumbel_of_bits() can return: the largest u is
+/// 1 - 2^-24, whose noise is -log(-log(1 - 2^-24)) = 16.636 (tests/test_sampling.cpp checks the
+/// bound against all 2^23 values of u). An entry v with fl(x_v + bound) below the key of another
+/// entry cannot be drawn (rounding is monotone), so its noise need not be computed.
+constexpr float gumbel_noise_bound = 17.0f;
 
 }  // namespace detail
 

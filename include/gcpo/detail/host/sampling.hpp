@@ -107,14 +107,31 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
         if (last_x != last_x) return true;
         return xv > last_x || (xv == last_x && v <= last_i);
       };
-      // Gumbel-max draw over the kept set.
+      // Gumbel-max draw over the kept set: the first kept v (ascending) with the largest key
+      // x_v + g_v. The same token is found with noise for few entries: the key of the largest
+      // kept logit is a floor `floor_key` for the winner's key, and an entry whose logit plus
+      // the noise's upper bound stays below it can neither win nor tie (gumbel_noise_bound),
+      // so it is passed over. Each Philox block serves its four entries.
+      const auto row_ctr = static_cast<std::uint32_t>(opt.first_row + r);
+      std::int64_t top = -1;  // the first kept entry with the largest logit (NaN: none)
+      for (std::int64_t v = 0; v < V; ++v)
+        if (in_kept(v) && x[v] == x[v] && (top < 0 || x[v] > x[top])) top = v;
+      const float floor_key =
+          top < 0 ? -std::numeric_limits<float>::infinity()
+                  : x[top] + detail::gumbel_noise(opt.seed, opt.step, row_ctr, static_cast<std::uint32_t>(top));
       std::int64_t best = -1;
       float best_key = -std::numeric_limits<float>::infinity();
+      std::int64_t block = -1;
+      detail::philox_out words{};
       for (std::int64_t v = 0; v < V; ++v) {
         if (!in_kept(v)) continue;
         if (best < 0) best = v;
-        const float key = x[v] + detail::gumbel_noise(opt.seed, opt.step, static_cast<std::uint32_t>(opt.first_row + r),
-                                                      static_cast<std::uint32_t>(v));
+        if (x[v] + detail::gumbel_noise_bound < floor_key) continue;  // cannot reach the floor
+        if ((v >> 2) != block) {
+          block = v >> 2;
+          words = detail::gumbel_block(opt.seed, opt.step, row_ctr, static_cast<std::uint32_t>(block));
+        }
+        const float key = x[v] + detail::gumbel_of_bits(words.v[v & 3]);
         if (key > best_key) {
           best_key = key;
           best = v;
