@@ -8,6 +8,7 @@
 
 #include "../../sampling.hpp"
 #include "../dispatch.hpp"
+#include "cpu_dispatch.hpp"
 
 namespace gcpo {
 namespace detail {
@@ -40,6 +41,66 @@ struct logit_order {
     return a < b;
   }
 };
+
+/// Membership of v in the kept set, from the last kept candidate in (x descending, index
+/// ascending) order (the order is strict); everything when not filtering.
+struct kept_set {
+  bool filter;
+  float last_x;
+  std::int32_t last_i;
+  bool operator()(const float* x, std::int64_t v) const noexcept {
+    if (!filter) return true;
+    const float xv = x[v];
+    if (xv != xv) return last_x != last_x && v <= last_i;  // NaN ranks last
+    if (last_x != last_x) return true;
+    return xv > last_x || (xv == last_x && v <= last_i);
+  }
+};
+
+/// The Gumbel-max scan of one row: the first kept v (ascending) with the largest key x_v + g_v,
+/// computing the noise only for the entries that can reach `floor_key` (see generation_step).
+/// Written once, compiled for the translation unit's target and, where the CPU has them, with
+/// AVX2 and FMA: repro_log's explicit fmas then run in hardware instead of through libm's
+/// software fma, with the same correctly rounded results, and the loop holds no a * b + c the
+/// compiler could contract, so both clones draw the same token.
+#define GCPO_GUMBEL_SCAN(NAME, ATTR)                                                                           \
+  ATTR GCPO_NOINLINE inline std::int64_t NAME(const float* x, std::int64_t V, kept_set in_kept, float floor_key, \
+                                              std::uint64_t seed, std::uint64_t step, std::uint32_t row) noexcept { \
+    std::int64_t best = -1;                                                                                   \
+    float best_key = -std::numeric_limits<float>::infinity();                                                 \
+    std::int64_t block = -1;                                                                                  \
+    philox_out words{};                                                                                       \
+    for (std::int64_t v = 0; v < V; ++v) {                                                                    \
+      if (!in_kept(x, v)) continue;                                                                           \
+      if (best < 0) best = v;                                                                                 \
+      if (x[v] + gumbel_noise_bound < floor_key) continue; /* cannot reach the floor */                       \
+      if ((v >> 2) != block) {                                                                                \
+        block = v >> 2;                                                                                       \
+        words = gumbel_block(seed, step, row, static_cast<std::uint32_t>(block));                             \
+      }                                                                                                       \
+      const float key = x[v] + gumbel_of_bits(words.v[v & 3]);                                                \
+      if (key > best_key) {                                                                                   \
+        best_key = key;                                                                                       \
+        best = v;                                                                                             \
+      }                                                                                                       \
+    }                                                                                                         \
+    return best;                                                                                              \
+  }
+GCPO_GUMBEL_SCAN(gumbel_scan_base, )
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+GCPO_GUMBEL_SCAN(gumbel_scan_fma, __attribute__((target("avx2,fma"))))
+/// True when the CPU (and OS) support AVX2 and FMA.
+inline bool host_has_avx2_fma() noexcept { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+#undef GCPO_GUMBEL_SCAN
+
+inline std::int64_t gumbel_scan(const float* x, std::int64_t V, kept_set in_kept, float floor_key, std::uint64_t seed,
+                                std::uint64_t step, std::uint32_t row) noexcept {
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+  if (host_has_avx2_fma()) return gumbel_scan_fma(x, V, in_kept, floor_key, seed, step, row);
+#endif
+  return gumbel_scan_base(x, V, in_kept, floor_key, seed, step, row);
+}
 
 }  // namespace host_impl
 }  // namespace detail
@@ -98,15 +159,9 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
         }
       }
       // Membership of v in the kept set, from the last kept candidate (order is strict).
-      const float last_x = filter ? x[order[kept - 1]] : 0.0f;
-      const std::int32_t last_i = filter ? order[kept - 1] : 0;
-      auto in_kept = [&](std::int64_t v) {
-        if (!filter) return true;
-        const float xv = x[v];
-        if (xv != xv) return last_x != last_x && v <= last_i;  // NaN ranks last
-        if (last_x != last_x) return true;
-        return xv > last_x || (xv == last_x && v <= last_i);
-      };
+      const detail::host_impl::kept_set kept_of{filter, filter ? x[order[kept - 1]] : 0.0f,
+                                                filter ? order[kept - 1] : 0};
+      auto in_kept = [&](std::int64_t v) { return kept_of(x, v); };
       // Gumbel-max draw over the kept set: the first kept v (ascending) with the largest key
       // x_v + g_v. The same token is found with noise for few entries: the key of the largest
       // kept logit is a floor `floor_key` for the winner's key, and an entry whose logit plus
@@ -119,24 +174,7 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
       const float floor_key =
           top < 0 ? -std::numeric_limits<float>::infinity()
                   : x[top] + detail::gumbel_noise(opt.seed, opt.step, row_ctr, static_cast<std::uint32_t>(top));
-      std::int64_t best = -1;
-      float best_key = -std::numeric_limits<float>::infinity();
-      std::int64_t block = -1;
-      detail::philox_out words{};
-      for (std::int64_t v = 0; v < V; ++v) {
-        if (!in_kept(v)) continue;
-        if (best < 0) best = v;
-        if (x[v] + detail::gumbel_noise_bound < floor_key) continue;  // cannot reach the floor
-        if ((v >> 2) != block) {
-          block = v >> 2;
-          words = detail::gumbel_block(opt.seed, opt.step, row_ctr, static_cast<std::uint32_t>(block));
-        }
-        const float key = x[v] + detail::gumbel_of_bits(words.v[v & 3]);
-        if (key > best_key) {
-          best_key = key;
-          best = v;
-        }
-      }
+      const std::int64_t best = detail::host_impl::gumbel_scan(x, V, kept_of, floor_key, opt.seed, opt.step, row_ctr);
       // Log-prob and entropy of the renormalised kept distribution (float32, ordinary exp/log).
       float mx = -std::numeric_limits<float>::infinity();
       bool nan = false;
