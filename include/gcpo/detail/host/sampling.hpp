@@ -14,21 +14,32 @@ namespace gcpo {
 namespace detail {
 namespace host_impl {
 
-/// The canonical sum of repro_exp(x_v - mx) over the v with keep(v): 256 lanes in index order,
-/// then a binary tree over the lanes (see gcpo/sampling.hpp).
-template <class Keep>
-float canonical_mass(const float* x, std::int64_t V, float mx, Keep keep) noexcept {
-  float lanes[sampling_sum_lanes];
-  for (int j = 0; j < sampling_sum_lanes; ++j) {
-    float s = 0.0f;
-    for (std::int64_t v = j; v < V; v += sampling_sum_lanes)
-      if (keep(v)) s = s + repro_exp(x[v] - mx);
-    lanes[j] = s;
+/// The canonical sum of repro_exp(x_v - mx) over the top-m prefix whose last candidate is
+/// (thresh_x, thresh_i) (v is in it when x_v > thresh_x, or x_v == thresh_x and v <= thresh_i):
+/// 256 lanes in index order, then a binary tree over the lanes (see gcpo/sampling.hpp). Compiled
+/// for the translation unit's target and, where the CPU has them, with AVX2 and FMA (repro_exp's
+/// explicit fmas in hardware, the same results; nothing here the compiler could contract).
+#define GCPO_PREFIX_MASS(NAME, ATTR)                                                                          \
+  ATTR GCPO_NOINLINE inline float NAME(const float* x, std::int64_t V, float mx, float thresh_x,              \
+                                       std::int32_t thresh_i) noexcept {                                      \
+    float lanes[sampling_sum_lanes];                                                                          \
+    for (int j = 0; j < sampling_sum_lanes; ++j) {                                                            \
+      float s = 0.0f;                                                                                         \
+      for (std::int64_t v = j; v < V; v += sampling_sum_lanes) {                                              \
+        const float xv = x[v];                                                                                \
+        if (xv > thresh_x || (xv == thresh_x && v <= thresh_i)) s = s + repro_exp(xv - mx);                   \
+      }                                                                                                       \
+      lanes[j] = s;                                                                                           \
+    }                                                                                                         \
+    for (int h = sampling_sum_lanes / 2; h >= 1; h /= 2)                                                      \
+      for (int j = 0; j < h; ++j) lanes[j] = lanes[j] + lanes[j + h];                                         \
+    return lanes[0];                                                                                          \
   }
-  for (int h = sampling_sum_lanes / 2; h >= 1; h /= 2)
-    for (int j = 0; j < h; ++j) lanes[j] = lanes[j] + lanes[j + h];
-  return lanes[0];
-}
+GCPO_PREFIX_MASS(prefix_mass_base, )
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+GCPO_PREFIX_MASS(prefix_mass_fma, __attribute__((target("avx2,fma"))))
+#endif
+#undef GCPO_PREFIX_MASS
 
 /// Order of candidates: larger x first, then lower index; NaN after every number.
 struct logit_order {
@@ -94,6 +105,13 @@ inline bool host_has_avx2_fma() noexcept { return __builtin_cpu_supports("avx2")
 #endif
 #undef GCPO_GUMBEL_SCAN
 
+inline float prefix_mass(const float* x, std::int64_t V, float mx, float thresh_x, std::int32_t thresh_i) noexcept {
+#if defined(GCPO_HOST_AVX2_DISPATCH)
+  if (host_has_avx2_fma()) return prefix_mass_fma(x, V, mx, thresh_x, thresh_i);
+#endif
+  return prefix_mass_base(x, V, mx, thresh_x, thresh_i);
+}
+
 inline std::int64_t gumbel_scan(const float* x, std::int64_t V, kept_set in_kept, float floor_key, std::uint64_t seed,
                                 std::uint64_t step, std::uint32_t row) noexcept {
 #if defined(GCPO_HOST_AVX2_DISPATCH)
@@ -140,12 +158,7 @@ inline status generation_step(const_tensor_view cond, const_tensor_view uncond, 
           const float mx = x[order[0]];
           // Membership of the top-m prefix follows from its last element, as the order is strict.
           auto mass_of_prefix = [&](std::int64_t m) {
-            const float thresh_x = x[order[m - 1]];
-            const std::int32_t thresh_i = order[m - 1];
-            return detail::host_impl::canonical_mass(x, V, mx, [&](std::int64_t v) {
-              const float xv = x[v];
-              return xv > thresh_x || (xv == thresh_x && v <= thresh_i);
-            });
+            return detail::host_impl::prefix_mass(x, V, mx, x[order[m - 1]], order[m - 1]);
           };
           const float total = mass_of_prefix(k);
           const float target = detail::fmaf_(opt.top_p, total, 0.0f);
