@@ -48,6 +48,11 @@ namespace host_impl {
 /// (vectorised). Compiled out of line for the translation unit's target and, where
 /// cpu_dispatch.hpp allows, for AVX2 (no FMA, so both clones round identically), chosen at run
 /// time. `lp`, `rf`, `w` do not overlap (validated).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define GCPO_UNROLL8 _Pragma("GCC unroll 8")
+#else
+#define GCPO_UNROLL8
+#endif
 #define GCPO_WEIGHT_ROWS(NAME, ATTR)                                                                            \
   ATTR GCPO_NOINLINE inline void NAME(const float* GCPO_RESTRICT lp, const float* GCPO_RESTRICT rf,           \
                                       float* GCPO_RESTRICT w, std::int64_t R, std::int64_t N, float c) noexcept { \
@@ -57,7 +62,7 @@ namespace host_impl {
       float run[8] = {};                                                                                    \
       float* base = w + r0 * N;                                                                             \
       for (std::int64_t t = 0; t < N; ++t) {                                                                \
-        _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) {                                               \
+        GCPO_UNROLL8 for (int k = 0; k < 8; ++k) {                                                          \
           run[k] += base[k * N + t];                                                                        \
           base[k * N + t] = run[k];                                                                         \
         }                                                                                                   \
@@ -80,6 +85,7 @@ GCPO_WEIGHT_ROWS(weight_rows_base, )
 GCPO_WEIGHT_ROWS(weight_rows_avx2, GCPO_HOST_TARGET_AVX2)
 #endif
 #undef GCPO_WEIGHT_ROWS
+#undef GCPO_UNROLL8
 inline void weight_rows(const float* lp, const float* rf, float* w, std::int64_t R, std::int64_t N, float c) noexcept {
 #if defined(GCPO_HOST_AVX2_DISPATCH)
   if (host_has_avx2()) return weight_rows_avx2(lp, rf, w, R, N, c);
