@@ -21,6 +21,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <mutex>
+#include <random>
 #include <set>
 #include <type_traits>
 
@@ -47,6 +48,7 @@ constexpr std::uint64_t kStreamUncond = 0x0c0d;
 constexpr std::uint64_t kStreamPrompts = 0x9a0;
 constexpr std::uint64_t kStreamRollout = 0x5a3e;
 constexpr std::uint64_t kStreamEval = 0xe7a1;
+constexpr std::uint64_t kStreamMask = 0x3a5c;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -147,7 +149,7 @@ bool have_real_io() noexcept {
   X(cfg_scale) X(temperature) X(top_k) X(top_p) X(beta) X(weight_clip) X(detach_weight) X(initial_frac)          \
   X(gradient_frac) X(similarity_frac) X(window_start_frac) X(window_frac) X(adv_std) X(adv_eps) X(ref_embeds)      \
   X(model_dir) X(dtype) X(grad_checkpoint) X(shard_optimizer) X(prompt_file) X(tokenizer) X(reward_server)       \
-  X(reward_timeout) X(reward_retries) X(reward_batch) X(reward_failures)
+  X(reward_timeout) X(reward_retries) X(reward_batch) X(reward_failures) X(mask_mode) X(weight_mode)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json j;
@@ -251,6 +253,13 @@ void TrainConfig::validate() const {
   need_real(window_start_frac, "window_start_frac", 0.0, 1.0);
   need_real(window_frac, "window_frac", 0.0, 1.0);
   need_real(adv_eps, "adv_eps", 0.0, 1.0, true);
+  // ablations
+  need(mask_mode == "critical" || mask_mode == "random" || mask_mode == "complement" || mask_mode == "all",
+       "--mask-mode must be critical, random, complement or all, not '" + mask_mode + "'");
+  need(weight_mode == "official" || weight_mode == "detached" || weight_mode == "one",
+       "--weight must be official, detached or one, not '" + weight_mode + "'");
+  need(algo == "gcpo" || (mask_mode == "critical" && weight_mode == "official"),
+       "--mask-mode and --weight are GCPO's ablations: --algo grpo trains every token with weight 1");
   // real prompts and rewards
   need(prompt_file.empty() || mode == "rl", "--prompts FILE: only rl runs draw prompts from a file");
   need(prompt_file.empty() || !model_dir.empty(),
@@ -1112,6 +1121,26 @@ StepMetrics Trainer::sft_step() {
   return m;
 }
 
+torch::Tensor random_token_mask(const torch::Tensor& counts, std::int64_t N, std::uint64_t seed, std::uint64_t first) {
+  const auto R = counts.size(0);
+  torch::Tensor mask = torch::zeros({R, N}, torch::kUInt8);
+  std::uint8_t* m = mask.data_ptr<std::uint8_t>();
+  const torch::Tensor c = counts.to(torch::kLong).contiguous();
+  std::vector<std::int64_t> pos(static_cast<std::size_t>(N));
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t k = c.data_ptr<std::int64_t>()[r];
+    if (k < 0 || k > N) throw std::invalid_argument("random_token_mask: a count outside [0, N]");
+    for (std::int64_t i = 0; i < N; ++i) pos[static_cast<std::size_t>(i)] = i;
+    std::mt19937_64 rng(shapes::derive_seed(seed, first + static_cast<std::uint64_t>(r)));
+    for (std::int64_t i = 0; i < k; ++i) {  // the first k of a seeded partial Fisher-Yates shuffle
+      const auto j = i + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(N - i));
+      std::swap(pos[static_cast<std::size_t>(i)], pos[static_cast<std::size_t>(j)]);
+      m[r * N + pos[static_cast<std::size_t>(i)]] = 1;
+    }
+  }
+  return mask;
+}
+
 StepMetrics Trainer::rl_step() {
   const auto t0 = std::chrono::steady_clock::now();
   // Data parallel: this rank's prompts are [p0, p0 + P / world) of the step's P, its rows
@@ -1131,8 +1160,10 @@ StepMetrics Trainer::rl_step() {
   last_metas_.clear();
   last_records_.clear();
   if (!records_.empty()) {
-    for (std::size_t i : prompt_indices_for_step(records_.size(), P, config_.seed, step_)) distinct.push_back(records_[i].prompt),
-        last_records_.insert(last_records_.end(), static_cast<std::size_t>(G), records_[i]);
+    for (std::size_t i : prompt_indices_for_step(records_.size(), P, config_.seed, step_)) {
+      distinct.push_back(records_[i].prompt);
+      last_records_.insert(last_records_.end(), static_cast<std::size_t>(G), records_[i]);
+    }
   } else {
     const std::vector<shapes::Metadata> prompts = rl_prompts(step_);
     for (const auto& m : prompts) {
@@ -1260,6 +1291,19 @@ StepMetrics Trainer::rl_step() {
     const ops::Selection sel = ops::select_critical_tokens(gen.entropy, sim, so);
     mask = sel.critical;
     mask_count = sel.counts.to(torch::kDouble).sum().item<double>();
+    // Ablations (--mask-mode): the same number of tokens drawn at random, the other tokens, or all.
+    if (config_.mask_mode == "complement") {
+      mask = (sel.critical == 0).to(sel.critical.scalar_type());
+      mask_count = static_cast<double>(R * N) - mask_count;
+    } else if (config_.mask_mode == "all") {
+      mask = torch::Tensor();
+      mask_count = static_cast<double>(R * N);
+    } else if (config_.mask_mode == "random") {
+      mask = random_token_mask(sel.counts.to(torch::kCPU), N, shapes::derive_seed(config_.seed, kStreamMask),
+                               static_cast<std::uint64_t>(step_) * static_cast<std::uint64_t>(R_all) +
+                                   static_cast<std::uint64_t>(row0))
+                 .to(sel.critical.device(), sel.critical.scalar_type());
+    }
   }
   ops_time += phase_end(t_ops);
   // The loss's normaliser: the official token mean over the whole batch. Data parallel: the
@@ -1293,10 +1337,10 @@ StepMetrics Trainer::rl_step() {
   //    gradients summed over ranks while the backward runs (data parallel), AdamW with
   //    gradient-norm clip and LR schedule.
   gcpo::loss_options lo;
-  lo.algo = is_gcpo ? gcpo::algorithm::gcpo : gcpo::algorithm::grpo;
+  lo.algo = is_gcpo && config_.weight_mode != "one" ? gcpo::algorithm::gcpo : gcpo::algorithm::grpo;
   lo.beta = config_.beta;
   lo.weight_clip = config_.weight_clip;
-  lo.detach_weight = config_.detach_weight;
+  lo.detach_weight = config_.detach_weight || config_.weight_mode == "detached";
   if (world > 1) {
     lo.aggregation = gcpo::loss_aggregation::external;
     lo.denominator = total_count > 0 ? total_count : 1.0;  // no trained token anywhere: the loss is 0
@@ -2153,7 +2197,11 @@ int run_training(TrainConfig config, const RunOptions& o, const Parallel& par) {
   };
   nlohmann::json summary;
   summary["mode"] = c.mode;
-  if (c.mode == "rl") summary["algo"] = c.algo;
+  if (c.mode == "rl") {
+    summary["algo"] = c.algo;
+    summary["mask_mode"] = c.mask_mode;
+    summary["weight_mode"] = c.detach_weight && c.weight_mode == "official" ? "detached" : c.weight_mode;
+  }
   summary["steps"] = tr.step();
   summary["steps_this_run"] = tr.step() - first_step;
   summary["seed"] = c.seed;

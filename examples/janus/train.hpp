@@ -151,6 +151,13 @@ struct TrainConfig {
   float beta = 0.01f;         ///< KL coefficient
   float weight_clip = 0.5f;   ///< c of the dynamic weight (GCPO)
   bool detach_weight = false;
+  /// Ablations (issue 15): which tokens GCPO trains on. critical (the selection, official) |
+  /// random (as many tokens per image as the selection picked, drawn uniformly from a stream
+  /// seeded by (seed, step, row)) | complement (every token the selection did not pick) | all.
+  std::string mask_mode = "critical";
+  /// The dynamic weight: official (prefix mean, with its gradient) | detached (no gradient
+  /// through it; as --detach-weight) | one (no weight: 1 on every token).
+  std::string weight_mode = "official";
   double initial_frac = 0.1, gradient_frac = 0.1, similarity_frac = 0.1;
   double window_start_frac = 0.1, window_frac = 0.8;
   std::string adv_std = "unbiased";  ///< unbiased | biased | none
@@ -224,6 +231,11 @@ JanusModel load_model(const std::string& path, const torch::Device& device,
 /// Copies `tensors` into `model` by name, refusing missing, unknown and mis-shaped entries.
 void load_parameters(JanusModelImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                      const std::string& prefix, const std::string& origin);
+
+/// A uint8 `[R, N]` mask with counts[r] ones in row r at uniformly drawn positions, row r's
+/// from the stream `derive_seed(seed, first + r)` (rows are numbered globally, so a split
+/// batch draws what the whole one does): --mask-mode random.
+torch::Tensor random_token_mask(const torch::Tensor& counts, std::int64_t N, std::uint64_t seed, std::uint64_t first);
 
 /// Learning rate at `step` of `total` under the config's schedule.
 double lr_at(const TrainConfig& c, std::int64_t step, std::int64_t total);

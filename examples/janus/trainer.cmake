@@ -116,6 +116,8 @@ if(GCPO_BUILD_TRAINER)
       catch_discover_tests(${name} TEST_PREFIX "trainer: " EXTRA_ARGS --warn NoTests ${ARGN})
     endfunction()
     janus_add_test(test_janus_trainer tests/test_trainer.cpp PROPERTIES TIMEOUT 600)
+    # GCPO's ablations (issue 15): --mask-mode and --weight
+    janus_add_test(test_janus_ablations tests/test_ablations.cpp PROPERTIES TIMEOUT 300)
     # The command line's run safety (issue 8): runs the janus_trainer binary as a child process
     # on bad flags, corrupted checkpoints, resume, locking, signals and simulated crashes. Plain
     # C++ (no libtorch): safetensors files are edited as bytes.

@@ -364,7 +364,16 @@ int main(int argc, char** argv) {
   c_rl->add_option("--weight-clip", rl.weight_clip, "clip of the dynamic weight's log-ratio")
       ->check(real_in(0, limits::max_real))
       ->capture_default_str();
-  c_rl->add_flag("--detach-weight", rl.detach_weight, "no gradient through the dynamic weight");
+  c_rl->add_flag("--detach-weight", rl.detach_weight, "no gradient through the dynamic weight (= --weight detached)");
+  c_rl->add_option("--mask-mode", rl.mask_mode,
+                   "ablation: the tokens GCPO trains on: critical (official), random (as many, uniformly), "
+                   "complement (the others) or all")
+      ->check(CLI::IsMember({"critical", "random", "complement", "all"}))
+      ->capture_default_str();
+  c_rl->add_option("--weight", rl.weight_mode,
+                   "ablation: the dynamic weight: official (with its gradient), detached or one (no weight)")
+      ->check(CLI::IsMember({"official", "detached", "one"}))
+      ->capture_default_str();
   c_rl->add_option("--initial-frac", rl.initial_frac, "initial tokens")->check(real_in(0, 1))->capture_default_str();
   c_rl->add_option("--gradient-frac", rl.gradient_frac, "entropy-gradient tokens")->check(real_in(0, 1))->capture_default_str();
   c_rl->add_option("--similarity-frac", rl.similarity_frac, "low-similarity tokens")->check(real_in(0, 1))->capture_default_str();
