@@ -61,7 +61,7 @@ TEST_CASE("random_token_mask: counts per row, distinct positions, pure in the se
                     Catch::Matchers::Contains("outside [0, N]"));
 }
 
-TEST_CASE("--mask-mode: the same rollouts, trained on the selection, as many random tokens, the rest or all",
+TEST_CASE("ablation mask modes (--mask-mode): the same rollouts, trained on the selection, as many random tokens, the rest or all",
           "[ablation]") {
   const auto crit = two_steps(ablation_run("critical", "official"));
   const auto rnd = two_steps(ablation_run("random", "official"));
@@ -88,7 +88,7 @@ TEST_CASE("--mask-mode: the same rollouts, trained on the selection, as many ran
   CHECK(two_steps(ablation_run("random", "official")).second.at("loss") == rnd.second.at("loss"));
 }
 
-TEST_CASE("--weight: official, detached (the same loss, another gradient) and one (weight 1)", "[ablation]") {
+TEST_CASE("ablation weight modes (--weight): official, detached (the same loss, another gradient) and one (weight 1)", "[ablation]") {
   const auto off = two_steps(ablation_run("critical", "official"));
   const auto det = two_steps(ablation_run("critical", "detached"));
   const auto one = two_steps(ablation_run("critical", "one"));
