@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 
-bash scripts/install-deps.sh --trainer
+bash scripts/install-deps.sh --trainer --compare
 
 cuda=OFF
 if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then

@@ -118,6 +118,18 @@ if(GCPO_BUILD_TRAINER)
     janus_add_test(test_janus_trainer tests/test_trainer.cpp PROPERTIES TIMEOUT 600)
     # GCPO's ablations (issue 15): --mask-mode and --weight
     janus_add_test(test_janus_ablations tests/test_ablations.cpp PROPERTIES TIMEOUT 300)
+    # scripts/compare.py (issue 15): its paired statistics against published t quantiles, and the
+    # script end to end on the test warm start (needs python3-matplotlib: install-deps.sh --compare)
+    find_package(Python3 COMPONENTS Interpreter)
+    if(Python3_Interpreter_FOUND)
+      add_test(NAME "scripts: paired statistics"
+               COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/tests/test_paired_stats.py)
+      add_test(NAME "scripts: compare.py end to end"
+               COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/tests/test_compare_e2e.py
+                       $<TARGET_FILE:janus_trainer> ${CMAKE_CURRENT_SOURCE_DIR}/tests/data/warm_single_object_8x8.safetensors
+                       ${CMAKE_CURRENT_BINARY_DIR}/compare-e2e)
+      set_tests_properties("scripts: compare.py end to end" PROPERTIES TIMEOUT 600)
+    endif()
     # The command line's run safety (issue 8): runs the janus_trainer binary as a child process
     # on bad flags, corrupted checkpoints, resume, locking, signals and simulated crashes. Plain
     # C++ (no libtorch): safetensors files are edited as bytes.

@@ -318,6 +318,10 @@ int main(int argc, char** argv) {
   TrainConfig rl;
   rl.mode = "rl";
   rl.out = "runs/rl";
+  // The official run's schedule: Hugging Face Trainer's default, linear decay to 0 over the run's
+  // steps, no warm-up (spec/janus-trainer.md 2.13). The weight clip's default, 0.5, is the official
+  // code's (TR L794) and the paper's LlamaGen setting.
+  rl.schedule = "linear";
   rl.steps = 100;
   rl.lr = 1e-4;
   rl.image_every = 10;
