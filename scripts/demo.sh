@@ -38,11 +38,11 @@ configure_and_build janus_trainer -DGCPO_BUILD_TRAINER=ON
 echo "== built in $((SECONDS - t0)) s"
 
 OUTDIR=${DEMO_OUT:-runs/demo}
-rm -rf "$OUTDIR"
+# An earlier demo run is kept: --replace moves its files into $OUTDIR.replaced-<time> first.
 echo "== GCPO: $DEMO_STEPS steps from $DEMO_INIT -> $OUTDIR"
 # shellcheck disable=SC2046
 ./build-demo/examples/janus/janus_trainer rl --algo gcpo --seed 0 --init "$DEMO_INIT" --steps "$DEMO_STEPS" \
-  $(demo_rl_args) --out "$OUTDIR"
+  $(demo_rl_args) --out "$OUTDIR" --replace
 
 cat <<MSG
 
