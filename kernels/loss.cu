@@ -1,5 +1,5 @@
-// kernels/loss.cu - gcpo::cuda::group_advantages, advantage_weight, gcpo_loss_forward and
-// gcpo_loss_backward.
+// kernels/loss.cu - gcpo::cuda::group_advantages, advantage_weight, gcpo_loss_forward,
+// gcpo_loss_backward and gcpo_loss_forward_backward.
 #include <gcpo/cuda.hpp>
 #include <gcpo/detail/cuda/advantages.cuh>
 #include <gcpo/detail/cuda/loss.cuh>
@@ -24,14 +24,22 @@ status gcpo_loss_forward(const loss_inputs& inputs, const loss_outputs& outputs,
                          workspace ws, cudaStream_t stream) noexcept {
   GCPO_TRY(detail::validate_loss_forward(inputs, outputs, options, memory_space::device));
   GCPO_TRY(detail::check_loss_workspace(inputs, &outputs, {}, {}, ws, memory_space::device));
-  return detail::cuda_impl::launch_loss_forward(inputs, outputs, options, ws, stream);
+  return detail::cuda_impl::launch_loss(inputs, &outputs, {}, nullptr, options, ws, stream);
 }
 
 status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss, tensor_view grad_logp,
                           const loss_options& options, workspace ws, cudaStream_t stream) noexcept {
   GCPO_TRY(detail::validate_loss_backward(inputs, grad_loss, grad_logp, options, memory_space::device));
   GCPO_TRY(detail::check_loss_workspace(inputs, nullptr, grad_loss, grad_logp, ws, memory_space::device));
-  return detail::cuda_impl::launch_loss_backward(inputs, grad_loss, grad_logp, options, ws, stream);
+  return detail::cuda_impl::launch_loss(inputs, nullptr, grad_loss, grad_logp.as<float>(), options, ws, stream);
+}
+
+status gcpo_loss_forward_backward(const loss_inputs& inputs, const loss_outputs& outputs, const_tensor_view grad_loss,
+                                  tensor_view grad_logp, const loss_options& options, workspace ws,
+                                  cudaStream_t stream) noexcept {
+  GCPO_TRY(detail::validate_loss_forward_backward(inputs, outputs, grad_loss, grad_logp, options, memory_space::device));
+  GCPO_TRY(detail::check_loss_workspace(inputs, &outputs, grad_loss, grad_logp, ws, memory_space::device));
+  return detail::cuda_impl::launch_loss(inputs, &outputs, grad_loss, grad_logp.as<float>(), options, ws, stream);
 }
 
 }  // namespace cuda

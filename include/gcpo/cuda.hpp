@@ -90,6 +90,13 @@ status gcpo_loss_forward(const loss_inputs& inputs, const loss_outputs& outputs,
 status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss, tensor_view grad_logp,
                           const loss_options& options, workspace ws, cudaStream_t stream) noexcept;
 
+/// See host::gcpo_loss_forward_backward: both in one pass over the inputs (N <= 1024: two
+/// launches, the second a one-block reduction of the stats); `ws`: gcpo_loss_workspace_bytes(R, N)
+/// bytes of device memory.
+status gcpo_loss_forward_backward(const loss_inputs& inputs, const loss_outputs& outputs, const_tensor_view grad_loss,
+                                  tensor_view grad_logp, const loss_options& options, workspace ws,
+                                  cudaStream_t stream) noexcept;
+
 /// See host::generation_step; `ws`: generation_step_workspace_bytes(R, V) bytes of device
 /// memory. Draws the same tokens as the host twin.
 status generation_step(const_tensor_view cond_logits, const_tensor_view uncond_logits, tensor_view tokens,

@@ -164,6 +164,22 @@ inline status validate_loss_backward(const loss_inputs& in, const_tensor_view gr
   return ok();
 }
 
+/// gcpo_loss_forward_backward: each half's checks, and the gradient and `grad_loss` against the
+/// forward's outputs (the CUDA twin computes both in one pass: no output may feed another).
+inline status validate_loss_forward_backward(const loss_inputs& in, const loss_outputs& out, const_tensor_view grad_loss,
+                                             const_tensor_view grad_logp, const loss_options& opt,
+                                             memory_space space) noexcept {
+  GCPO_TRY(validate_loss_forward(in, out, opt, space));
+  GCPO_TRY(validate_loss_backward(in, grad_loss, grad_logp, opt, space));
+  const char* out_names[3] = {"outputs.stats", "outputs.weight", "outputs.kl"};
+  const tensor_view outs[3] = {out.stats, out.weight, out.kl};
+  for (int i = 0; i < 3; ++i) {
+    GCPO_TRY(check_no_overlap(grad_logp, "grad_logp", outs[i], out_names[i]));
+    GCPO_TRY(check_no_overlap(outs[i], out_names[i], grad_loss, "grad_loss"));
+  }
+  return ok();
+}
+
 /// Value and derivative (w.r.t. lp, at fixed w) of the policy term, and whether the PPO clip
 /// is active. Shared by the host and CUDA twins.
 struct policy_term {
@@ -196,8 +212,10 @@ GCPO_HOST_DEVICE inline void kl_term(float lp, float ref, float& kl, float& dkl)
 
 }  // namespace detail
 
-/// Workspace bytes the loss needs (CUDA: 8 double partial sums per rollout; the host twin
-/// needs none). SIZE_MAX when the size does not fit in size_t; negative extents count as 0.
+/// Workspace bytes the loss needs (CUDA, gcpo_loss_forward, gcpo_loss_backward and
+/// gcpo_loss_forward_backward: 8 double partial sums per rollout; its contents on entry do not
+/// matter; the host twin needs none). SIZE_MAX when the size does not fit in size_t; negative
+/// extents count as 0.
 inline std::size_t gcpo_loss_workspace_bytes(std::int64_t R, std::int64_t N) noexcept {
   (void)N;
   return detail::carved_bytes({detail::saturating_mul(detail::extent_size(R), 8 * sizeof(double))});
@@ -238,6 +256,16 @@ inline status gcpo_loss_forward(const loss_inputs& inputs, const loss_outputs& o
 /// `token_stats_backward`.
 inline status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss, tensor_view grad_logp,
                                  const loss_options& options) noexcept;
+
+/// Forward and backward of one step in one call, for a trainer that has `grad_loss` (or uses 1)
+/// when it computes the loss: the same results as `gcpo_loss_forward(inputs, outputs, options)`
+/// then `gcpo_loss_backward(inputs, grad_loss, grad_logp, options)` (host: exactly those two
+/// calls). The CUDA twin reads the inputs once and counts the mask once for both: two launches
+/// for N <= 1024 where the two calls take three. Besides both calls' preconditions,
+/// `grad_logp` and `grad_loss` shall not overlap `outputs` (`status_code::aliasing`).
+inline status gcpo_loss_forward_backward(const loss_inputs& inputs, const loss_outputs& outputs,
+                                         const_tensor_view grad_loss, tensor_view grad_logp,
+                                         const loss_options& options) noexcept;
 
 }  // namespace host
 }  // namespace gcpo

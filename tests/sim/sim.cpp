@@ -111,6 +111,7 @@ std::atomic<int> g_last_error{cudaSuccess};    // cudaGetLastError
 std::atomic<int> g_sticky_error{cudaSuccess};  // a failed launch: every later call fails (as on a device)
 std::atomic<int> g_schedule{-1};
 std::atomic<unsigned> g_grid_limit{0};
+std::atomic<unsigned long long> g_launches{0};  // kernel launches run (launch_count)
 
 std::string site_str(site s) {
   const char* f = s.file ? s.file : "?";
@@ -962,6 +963,7 @@ block& current(const char* what) {
 constexpr std::size_t max_dynamic_smem = 227 * 1024;  // sm_90's opt-in limit per block
 
 cudaError_t run_launch(const detail::launch_desc& launched, const std::function<void()>& body) {
+  g_launches.fetch_add(1);
   detail::launch_desc d = launched;
   const unsigned limit = g_grid_limit.load();
   if (limit && d.grid.x > limit) d.grid.x = limit;
@@ -1077,6 +1079,8 @@ int race_reports() { return 0; }
 
 void set_grid_limit(unsigned blocks) { g_grid_limit.store(blocks); }
 unsigned grid_limit() { return g_grid_limit.load(); }
+unsigned long long launch_count() { return g_launches.load(); }
+void reset_launch_count() { g_launches.store(0); }
 
 void set_schedule(schedule s) { g_schedule.store(s == schedule::serial ? 1 : 0); }
 

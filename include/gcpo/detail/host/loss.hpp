@@ -152,5 +152,12 @@ inline status gcpo_loss_backward(const loss_inputs& in, const_tensor_view grad_l
   return ok();
 }
 
+inline status gcpo_loss_forward_backward(const loss_inputs& in, const loss_outputs& out, const_tensor_view grad_loss,
+                                         tensor_view grad_logp, const loss_options& opt) noexcept {
+  GCPO_TRY(detail::validate_loss_forward_backward(in, out, grad_loss, grad_logp, opt, memory_space::host));
+  GCPO_TRY(gcpo_loss_forward(in, out, opt));
+  return gcpo_loss_backward(in, grad_loss, grad_logp, opt);
+}
+
 }  // namespace host
 }  // namespace gcpo

@@ -64,6 +64,12 @@ int race_reports();
 void set_grid_limit(unsigned blocks);
 unsigned grid_limit();
 
+/// Kernel launches run since the last reset_launch_count() (counted when a launch runs: a
+/// launch recorded into a graph counts at each replay, not at capture). Lets a test check how
+/// many launches an operator makes.
+unsigned long long launch_count();
+void reset_launch_count();
+
 namespace detail {
 
 /// One launch, as the device header hands it to the runtime.
