@@ -33,7 +33,9 @@ loss_data make_data(rng& g, std::int64_t R, std::int64_t N, bool with_old, doubl
   for (auto& a : d.adv) a = g.normal(0.0f, 1.0f);
   if (p_mask > 0.0) {
     d.mask.resize(R * N);
-    for (auto& m : d.mask) m = g.chance(p_mask) ? static_cast<std::uint8_t>(g.integer(1, 3)) : 0;
+    // any nonzero byte selects: small values, 0x80 (no low bits) and 0xff
+    for (auto& m : d.mask)
+      m = g.chance(p_mask) ? static_cast<std::uint8_t>(g.chance(0.5) ? g.integer(1, 3) : (g.chance(0.5) ? 0x80 : 0xff)) : 0;
   }
   return d;
 }
