@@ -1,8 +1,9 @@
 // bench/cuda/bench_cuda_loss.cu - the GCPO loss with the official Janus options (no ratio
 // clipping, on-policy, beta = 0.01, weight clip 0.5, weight not detached, token mean over the
 // batch; mask = about 30% critical tokens): gcpo_loss_forward (stats only), gcpo_loss_backward
-// (dense dL/dlogp) and the two back to back, at R = 8 / 32, N = 576 / 1024, alone and inside a
-// CUDA graph. Launch-bound.
+// (dense dL/dlogp), both in one call (gcpo_loss_forward_backward: one pass, two launches) and
+// the two calls back to back (gcpo_loss_forward_then_backward: three launches), at R = 8 / 32,
+// N = 576 / 1024, alone and inside a CUDA graph. Launch-bound.
 //
 // Bytes each call must move: forward R*N*(4 + 4 + 1) + R*4 + 24 (stats);
 // backward R*N*(4 + 4 + 1 + 4) + R*4; forward + backward the sum.
@@ -11,7 +12,7 @@
 namespace gcpo_cuda_bench {
 namespace {
 
-enum class pass { forward, backward, both };
+enum class pass { forward, backward, both, separate };
 
 void bm_loss(benchmark::State& st, std::int64_t R, std::int64_t N, pass p, bool graph) {
   const float* lp = nullptr;
@@ -41,6 +42,7 @@ void bm_loss(benchmark::State& st, std::int64_t R, std::int64_t N, pass p, bool 
   opt.weight_clip = 0.5f;
 
   auto op = [&]() -> gcpo::status {
+    if (p == pass::both) return gcpo::cuda::gcpo_loss_forward_backward(in, out, gcpo::const_tensor_view{}, gv, opt, ws, stream());
     if (p != pass::backward) GCPO_TRY(gcpo::cuda::gcpo_loss_forward(in, out, opt, ws, stream()));
     if (p != pass::forward) GCPO_TRY(gcpo::cuda::gcpo_loss_backward(in, gcpo::const_tensor_view{}, gv, opt, ws, stream()));
     return gcpo::ok();
@@ -67,7 +69,8 @@ void register_loss() {
   };
   const variant variants[] = {{"gcpo_loss_forward", pass::forward},
                               {"gcpo_loss_backward", pass::backward},
-                              {"gcpo_loss_forward_backward", pass::both}};
+                              {"gcpo_loss_forward_backward", pass::both},
+                              {"gcpo_loss_forward_then_backward", pass::separate}};
   for (const variant& v : variants)
     for (std::int64_t R : rollout_counts())
       for (std::int64_t N : token_counts()) {
