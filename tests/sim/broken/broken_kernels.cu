@@ -14,8 +14,8 @@ using namespace gcpo::detail::cuda_impl;
 
 // --- token_stats_block_kernel<float, int32_t> without its second barrier -----------------------
 __global__ void __launch_bounds__(ts_block) token_stats_block_kernel_missing_barrier(token_stats_args a) {
-  __shared__ float sm[ts_block / 32], ss[ts_block / 32], st_[ts_block / 32];
-  __shared__ int sb[ts_block / 32];
+  constexpr int warps = ts_block / 32;
+  __shared__ float sm[warps], ss[warps], st_[warps];
   using T = float;
   using I = std::int32_t;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -24,31 +24,23 @@ __global__ void __launch_bounds__(ts_block) token_stats_block_kernel_missing_bar
     const T* p = static_cast<const T*>(a.logits) + r * a.s0 + n * a.s1;
     bool tok_ok = false;
     const float x_tok = threadIdx.x == 0 ? token_logit<T, I>(a, p, row, tok_ok) : 0.0f;
-    online_state st = online_empty();
-    row_stats(p, a.V, a.inv_t, static_cast<int>(threadIdx.x), ts_block, st);
-#pragma unroll
-    for (int d = 16; d >= 1; d /= 2) {
-      const online_state o = shfl_down_state(st, d);
-      online_merge(st, o);
-    }
+    ts_state st = ts_empty();
+    row_stats(p, a.V, a.c, static_cast<int>(threadIdx.x), ts_block, st);
+    float M = ts_offset(st), S = st.s, Tt = st.t;
+    ts_warp_merge(M, S, Tt);
     __syncthreads();  // the previous row's reads of the scratch are done
     if (lane == 0) {
-      sm[warp] = st.m;
-      ss[warp] = st.s;
-      st_[warp] = st.t;
-      sb[warp] = st.bad ? 1 : 0;
+      sm[warp] = M;
+      ss[warp] = S;
+      st_[warp] = Tt;
     }
-    // BROKEN: the __syncthreads() that publishes the warps' partial states to thread 0 is missing.
-    if (threadIdx.x == 0) {
-      for (int w = 1; w < ts_block / 32; ++w) {
-        online_state o;
-        o.m = sm[w];
-        o.s = ss[w];
-        o.t = st_[w];
-        o.bad = sb[w] != 0;
-        online_merge(st, o);
-      }
-      write_row_stats<T, I>(a, row, st, x_tok, tok_ok);
+    // BROKEN: the __syncthreads() that publishes the warps' partial states to warp 0 is missing.
+    if (warp == 0) {
+      M = lane < warps ? sm[lane] : -f_inf;
+      S = lane < warps ? ss[lane] : 0.0f;
+      Tt = lane < warps ? st_[lane] : 0.0f;
+      ts_warp_merge(M, S, Tt);
+      if (lane == 0) write_row_stats<T, I>(a, row, M, S, Tt, x_tok, tok_ok);
     }
   }
 }
@@ -62,7 +54,7 @@ status token_stats_missing_barrier(const_tensor_view logits, tensor_view entropy
   a.V = logits.shape[2];
   a.rows = logits.shape[0] * logits.shape[1];
   a.entropy = entropy.as<float>();
-  a.inv_t = 1.0f;
+  a.c = ts_scale(1.0f);
   GCPO_LAUNCH(grid_for(a.rows, 1), ts_block, 0, stream, token_stats_block_kernel_missing_barrier)(a);
   return check_launch("token_stats_block_kernel_missing_barrier");
 }

@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "ptx.hpp"  // models of the PTX instructions kernels write as inline assembly
 #include "runtime.hpp"
 
 // --- execution spaces ------------------------------------------------------------------------
