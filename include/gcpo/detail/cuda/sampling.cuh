@@ -1,21 +1,36 @@
 // gcpo/detail/cuda/sampling.cuh - CUDA twin of generation_step (one kernel per step).
 //
-// One block of 1024 threads per row. Every quantity that decides the token is computed with the
-// host twin's operations: guided_logit, gumbel_noise, repro_exp, explicitly rounded adds, and the
-// canonical 256-lane + binary-tree mass sums (thread j < 256 is lane j: it adds the v = j
-// (mod 256) in increasing v). So the drawn token is bitwise the host's.
+// Every quantity that decides the token is computed with the host twin's operations:
+// guided_logit, gumbel_noise, repro_exp, explicitly rounded adds, and the canonical 256-lane +
+// binary-tree mass sums (thread j < 256 is lane j: it adds the v = j (mod 256) in increasing v).
+// The draw is an argmax of (key, lower index), which any merge order gives exactly. So the drawn
+// token is bitwise the host's. The log-prob and entropy come from the online (max, sum) state of
+// token_stats, merged in a fixed tree that depends on V only (not on R, the grid or the GPU), so
+// they are bitwise identical run to run and within the spec's tolerance of the host twin.
 //
-// Without top-k / top-p (one pass): x_v, the Gumbel key x_v + g_v (one Philox call per four
-// entries) and its argmax (ties to the lower index), and the online max / sum of the row for
-// the log-prob and entropy. Bytes: the two logit rows read once.
+// Without top-k / top-p (the split kernel, one pass): a row is cut into fixed chunks of
+// split_chunk = 2048 entries (the last one shorter), and each chunk is a block of 256 threads;
+// the grid holds R * chunks blocks (16 rows of V = 16384: 128 blocks, one per SM of an H100 /
+// H200, where one block per row used 16 of them). Thread t of a chunk takes its groups of four
+// entries t and t + 256 (one Philox call each): x_v, the Gumbel key x_v + g_v and its argmax
+// (ties to the lower index), and the online max / sum. The block merges its threads in a fixed
+// tree (a warp tree, then warp 0 over the warps). A row of one chunk writes its outputs there;
+// otherwise lane 0 stores the chunk's partial in the workspace, fences (__threadfence) and
+// counts the chunk on the row's counter (atomicAdd); the block that counts the last chunk fences
+// again and merges the row's partials in chunk order (lane l takes chunks l, l + 32, ..., then a
+// warp tree) and writes the row's outputs. The counters are zeroed by a cudaMemsetAsync before
+// the launch (R * 4 bytes, part of the same stream: graph-capturable, no host sync); partials
+// and counters live in the generation_step workspace (its two [R, V] float arrays are unused by
+// this path). Bytes: the two logit rows read once, 36 bytes per chunk written and read back.
 //
-// With top-k / top-p: the candidates' order (x descending, index ascending, NaN last) is the
-// unsigned order of the 64-bit key (descending_key(x) << index bits | v). x goes to the
-// workspace; a block-wide radix select finds the key of rank k - 1 (top-k), then, for top-p,
-// the block bisects the key range for the smallest prefix whose canonical mass
-// reaches top_p * total (the mass of a prefix is monotone in its length, so bisection finds the
-// host's binary-search answer; a prefix ending in a NaN has mass 0, as on the host). The kept
-// set is the keys at or below the last kept key; the draw and the statistics run over it.
+// With top-k / top-p (one block of 1024 threads per row): the candidates' order (x descending,
+// index ascending, NaN last) is the unsigned order of the 64-bit key (descending_key(x) <<
+// index bits | v). x goes to the workspace; a block-wide radix select finds the key of rank
+// k - 1 (top-k), then, for top-p, the block bisects the key range for the smallest prefix whose
+// canonical mass reaches top_p * total (the mass of a prefix is monotone in its length, so
+// bisection finds the host's binary-search answer; a prefix ending in a NaN has mass 0, as on
+// the host). The kept set is the keys at or below the last kept key; the draw and the
+// statistics run over it.
 #pragma once
 
 #include "common.cuh"
@@ -28,6 +43,28 @@ namespace cuda_impl {
 constexpr int samp_block = 1024;
 constexpr int samp_lanes = sampling_sum_lanes;
 static_assert(samp_lanes == 256 && samp_block % samp_lanes == 0, "the canonical mass order has 256 lanes");
+
+/// The split kernel (no top-k / top-p): threads per block, groups of four entries per thread,
+/// entries per chunk.
+constexpr int split_block = 256;
+constexpr int split_groups = 2;
+constexpr std::int64_t split_chunk = 4 * split_block * split_groups;
+static_assert(split_chunk % 4 == 0, "a chunk holds whole Philox groups");
+
+/// What a chunk leaves for the row's merge: its draw_state and online_state (36 bytes; 32-bit
+/// fields only, so a volatile load of each is one instruction). A row of V entries has
+/// ceil(V / 2048) chunks, so R rows need at most 36 * R * (V / 2048 + 1) <= 4 * R * V bytes
+/// when V > 2048: inside the workspace's first [R, V] float array.
+struct chunk_partial {
+  float key;
+  int idx;
+  float x;
+  int first;
+  float fx;
+  float m, s, t;
+  int bad;
+};
+static_assert(sizeof(chunk_partial) == 36, "chunk_partial: nine 32-bit fields");
 
 struct sampling_args {
   const void* cond;
@@ -45,7 +82,11 @@ struct sampling_args {
   float* xbuf;  ///< [R, V] workspace (filter only)
   float* ebuf;  ///< [R, V] workspace (top-p only)
   int ib;       ///< index bits of V
+  std::int64_t chunks;            ///< chunks per row (split kernel)
+  chunk_partial* partial;  ///< [R, chunks] (split kernel, chunks > 1; in xbuf's bytes)
+  unsigned* counter;              ///< [R] chunks counted so far (split kernel, chunks > 1; in ebuf's bytes)
 };
+
 
 /// The running winner of the Gumbel-max draw and the first kept index (plain data, so it can
 /// live in shared memory; start from draw_empty()).
@@ -91,6 +132,46 @@ __device__ __forceinline__ void draw_consider(draw_state& d, float x, float key,
   }
 }
 
+/// The draw state `delta` lanes down (every lane of the warp calls it).
+__device__ __forceinline__ draw_state shfl_down_draw(const draw_state& ds, int delta) {
+  draw_state o;
+  o.key = __shfl_down_sync(0xffffffffu, ds.key, delta);
+  o.idx = __shfl_down_sync(0xffffffffu, ds.idx, delta);
+  o.x = __shfl_down_sync(0xffffffffu, ds.x, delta);
+  o.first = __shfl_down_sync(0xffffffffu, ds.first, delta);
+  o.fx = __shfl_down_sync(0xffffffffu, ds.fx, delta);
+  return o;
+}
+
+/// Lane 0 ends with the merge of the lanes' states, in a fixed tree (lane l takes lane l + d for
+/// d = 16, 8, ..., 1). `lanes_used`: lanes at or above it hold empty states (the identity of
+/// both merges), so the levels that would only add those are skipped: the same bits.
+__device__ __forceinline__ void warp_merge_states(draw_state& ds, online_state& st, std::int64_t lanes_used) {
+#pragma unroll
+  for (int d = 16; d >= 1; d /= 2)
+    if (d < lanes_used) {
+      draw_merge(ds, shfl_down_draw(ds, d));
+      online_merge(st, shfl_down_state(st, d));
+    }
+}
+
+/// Writes row r's token, log-prob and entropy from its merged states (one thread).
+__device__ __forceinline__ void finish_row(const sampling_args& a, std::int64_t r, const draw_state& ds,
+                                           const online_state& st) {
+  const int best = ds.idx >= 0 ? ds.idx : ds.first;
+  const float xb = ds.idx >= 0 ? ds.x : ds.fx;
+  float lp = __int_as_float(0x7fc00000), ent = lp;
+  if (!st.bad && st.m > -f_inf) {
+    const float log_s = logf(st.s);
+    lp = __fsub_rn(__fsub_rn(xb, st.m), log_s);
+    ent = log_s - st.t / st.s;
+  }
+  if (a.tokens64) static_cast<std::int64_t*>(a.tokens)[r] = best;
+  else static_cast<std::int32_t*>(a.tokens)[r] = best;
+  if (a.logprob) a.logprob[r] = lp;
+  if (a.entropy) a.entropy[r] = ent;
+}
+
 template <class T>
 __device__ __forceinline__ float guided_at(const sampling_args& a, const T* c, const T* u, std::int64_t v) {
   return guided_logit(load_f(c[v]), u ? load_f(u[v]) : 0.0f, u != nullptr, a.cfg, a.temperature);
@@ -101,7 +182,7 @@ __device__ __forceinline__ std::uint64_t order_key(float x, std::int64_t v, int 
 }
 
 template <class T>
-__global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_args a) {
+__global__ void __launch_bounds__(samp_block) generation_step_filter_kernel(sampling_args a) {
   __shared__ reduce_scratch<samp_block> sc;
   __shared__ float lanes[samp_lanes];
   __shared__ select_scratch ssel;
@@ -109,8 +190,6 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
   __shared__ online_state osh[samp_block / 32];
   const int tid = static_cast<int>(threadIdx.x);
   const std::int64_t V = a.V;
-  const std::uint32_t seed_lo = static_cast<std::uint32_t>(a.seed), seed_hi = static_cast<std::uint32_t>(a.seed >> 32);
-  const std::uint32_t step_lo = static_cast<std::uint32_t>(a.step), step_hi = static_cast<std::uint32_t>(a.step >> 32);
 
   for (std::int64_t r = blockIdx.x; r < a.R; r += gridDim.x) {
     const T* c = static_cast<const T*>(a.cond) + r * a.cs0;
@@ -118,26 +197,7 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
     const std::uint32_t row = static_cast<std::uint32_t>(a.first_row + static_cast<std::uint64_t>(r));
     draw_state ds = draw_empty();
     online_state st = online_empty();
-    if (!a.filter) {
-      // One pass: a thread takes groups of four entries (one Philox call each).
-      const std::int64_t groups = (V + 3) / 4;
-      for (std::int64_t q = tid; q < groups; q += samp_block) {
-        const std::int64_t v0 = q * 4;
-        const int nq = static_cast<int>(V - v0 < 4 ? V - v0 : 4);
-        float x[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) x[j] = j < nq ? guided_at(a, c, u, v0 + j) : 0.0f;
-        const philox_out o = philox4x32_10(static_cast<std::uint32_t>(q), row, step_lo, step_hi, seed_lo, seed_hi);
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          if (j < nq) {
-            const float g = -repro_log(-repro_log(uniform_open01(o.v[j])));
-            draw_consider(ds, x[j], __fadd_rn(x[j], g), static_cast<int>(v0 + j));
-            const float y[1] = {x[j]};
-            online_add(st, y);
-          }
-      }
-    } else {
+    {  // top-k / top-p only (the split kernel draws without them)
       float* xr = a.xbuf + r * V;
       const int ib = a.ib;
       unsigned long long kmin = ~0ull, kmax = 0ull;
@@ -202,17 +262,7 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
     }
 
     // Combine the threads: a warp tree, then the warps in order.
-#pragma unroll
-    for (int d = 16; d >= 1; d /= 2) {
-      draw_state o;
-      o.key = __shfl_down_sync(0xffffffffu, ds.key, d);
-      o.idx = __shfl_down_sync(0xffffffffu, ds.idx, d);
-      o.x = __shfl_down_sync(0xffffffffu, ds.x, d);
-      o.first = __shfl_down_sync(0xffffffffu, ds.first, d);
-      o.fx = __shfl_down_sync(0xffffffffu, ds.fx, d);
-      draw_merge(ds, o);
-      online_merge(st, shfl_down_state(st, d));
-    }
+    warp_merge_states(ds, st, 32);
     __syncthreads();  // the previous row's thread 0 is done with dsh / osh
     if ((tid & 31) == 0) {
       dsh[tid >> 5] = ds;
@@ -224,19 +274,143 @@ __global__ void __launch_bounds__(samp_block) generation_step_kernel(sampling_ar
         draw_merge(ds, dsh[w]);
         online_merge(st, osh[w]);
       }
-      const int best = ds.idx >= 0 ? ds.idx : ds.first;
-      const float xb = ds.idx >= 0 ? ds.x : ds.fx;
-      float lp = __int_as_float(0x7fc00000), ent = lp;
-      if (!st.bad && st.m > -f_inf) {
-        const float log_s = logf(st.s);
-        lp = __fsub_rn(__fsub_rn(xb, st.m), log_s);
-        ent = log_s - st.t / st.s;
-      }
-      if (a.tokens64) static_cast<std::int64_t*>(a.tokens)[r] = best;
-      else static_cast<std::int32_t*>(a.tokens)[r] = best;
-      if (a.logprob) a.logprob[r] = lp;
-      if (a.entropy) a.entropy[r] = ent;
+      finish_row(a, r, ds, st);
     }
+  }
+}
+
+/// Loads the four entries v0 .. v0 + 3 of a row (nq < 4: the first nq; the rest 0) as floats:
+/// one 8- or 16-byte load when `vec` (the row pointer aligned to 4 * sizeof(T) bytes; v0 is a
+/// multiple of 4).
+template <class T>
+__device__ __forceinline__ void load_group(const T* p, std::int64_t v0, int nq, bool vec, float (&x)[4]) {
+  if (vec && nq == 4) {
+    if constexpr (sizeof(T) == 4) {
+      const uint4 w = __ldg(reinterpret_cast<const uint4*>(p + v0));
+      unpack(w, x, 0.0f);
+    } else {
+      const uint2 w = __ldg(reinterpret_cast<const uint2*>(p + v0));
+      unpack_word(w.x, x[0], x[1], T{});
+      unpack_word(w.y, x[2], x[3], T{});
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) x[j] = j < nq ? load_f(p[v0 + j]) : 0.0f;
+  }
+}
+
+/// Without top-k / top-p: block (r, c) of the grid-stride loop over the R * chunks items draws
+/// over chunk c of row r (see the file comment). The bits depend on V and the data only: the
+/// chunks, each block's tree and the row's merge order are fixed; which block takes an item, and
+/// which block arrives last, do not matter.
+template <class T>
+__global__ void __launch_bounds__(split_block) generation_step_split_kernel(sampling_args a) {
+  constexpr int warps = split_block / 32;
+  __shared__ draw_state dsh[warps];
+  __shared__ online_state osh[warps];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const std::int64_t V = a.V, groups = (V + 3) / 4, C = a.chunks;
+  const std::uint32_t seed_lo = static_cast<std::uint32_t>(a.seed), seed_hi = static_cast<std::uint32_t>(a.seed >> 32);
+  const std::uint32_t step_lo = static_cast<std::uint32_t>(a.step), step_hi = static_cast<std::uint32_t>(a.step >> 32);
+  const bool has_u = a.uncond != nullptr;
+
+  for (std::int64_t item = blockIdx.x; item < a.R * C; item += gridDim.x) {
+    const std::int64_t r = item / C, chunk = item - r * C;
+    const T* c = static_cast<const T*>(a.cond) + r * a.cs0;
+    const T* u = has_u ? static_cast<const T*>(a.uncond) + r * a.us0 : nullptr;
+    const bool vec = reinterpret_cast<std::uintptr_t>(c) % (4 * sizeof(T)) == 0 &&
+                     (!has_u || reinterpret_cast<std::uintptr_t>(u) % (4 * sizeof(T)) == 0);
+    const std::uint32_t row = static_cast<std::uint32_t>(a.first_row + static_cast<std::uint64_t>(r));
+    draw_state ds = draw_empty();
+    online_state st = online_empty();
+#pragma unroll
+    for (int j = 0; j < split_groups; ++j) {
+      const std::int64_t q = chunk * (split_chunk / 4) + j * split_block + tid;  // ascending in j
+      if (q < groups) {
+        const std::int64_t v0 = q * 4;
+        const int nq = static_cast<int>(V - v0 < 4 ? V - v0 : 4);
+        float x[4], xu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        load_group(c, v0, nq, vec, x);
+        if (has_u) load_group(u, v0, nq, vec, xu);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) x[k] = guided_logit(x[k], xu[k], has_u, a.cfg, a.temperature);
+        const philox_out o = philox4x32_10(static_cast<std::uint32_t>(q), row, step_lo, step_hi, seed_lo, seed_hi);
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (k < nq) {
+            const float g = -repro_log(-repro_log(uniform_open01(o.v[k])));
+            draw_consider(ds, x[k], __fadd_rn(x[k], g), static_cast<int>(v0 + k));
+          }
+        if (nq == 4) {
+          online_add(st, x);
+        } else {
+#pragma unroll
+          for (int k = 0; k < 4; ++k)
+            if (k < nq) {
+              const float y[1] = {x[k]};
+              online_add(st, y);
+            }
+        }
+      }
+    }
+
+    // The block's tree: each warp, then warp 0 over the warps.
+    warp_merge_states(ds, st, 32);
+    __syncthreads();  // warp 0 is done with the previous item's dsh / osh
+    if (lane == 0) {
+      dsh[warp] = ds;
+      osh[warp] = st;
+    }
+    __syncthreads();
+    if (warp != 0) continue;
+    ds = lane < warps ? dsh[lane] : draw_empty();
+    st = lane < warps ? osh[lane] : online_empty();
+    warp_merge_states(ds, st, warps);
+    if (C == 1) {
+      if (lane == 0) finish_row(a, r, ds, st);
+      continue;
+    }
+    // Publish the chunk; the block that counts the row's last chunk merges them all.
+    chunk_partial* part = a.partial + r * C;
+    unsigned last = 0;
+    if (lane == 0) {
+      chunk_partial& p = part[chunk];
+      p.key = ds.key;
+      p.idx = ds.idx;
+      p.x = ds.x;
+      p.first = ds.first;
+      p.fx = ds.fx;
+      p.m = st.m;
+      p.s = st.s;
+      p.t = st.t;
+      p.bad = st.bad ? 1 : 0;
+      __threadfence();  // the partial is visible before the count that announces it
+      last = atomicAdd(a.counter + r, 1u) == static_cast<unsigned>(C - 1) ? 1u : 0u;
+      if (last) __threadfence();  // and the other blocks' partials are seen after it
+    }
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (!last) continue;
+    __syncwarp();  // lane 0's fence before the other lanes' loads
+    draw_state md = draw_empty();
+    online_state ms = online_empty();
+    for (std::int64_t k = lane; k < C; k += 32) {  // lane l: chunks l, l + 32, ... in order
+      const volatile chunk_partial* p = part + k;
+      draw_state d;
+      d.key = p->key;
+      d.idx = p->idx;
+      d.x = p->x;
+      d.first = p->first;
+      d.fx = p->fx;
+      online_state o;
+      o.m = p->m;
+      o.s = p->s;
+      o.t = p->t;
+      o.bad = p->bad != 0;
+      draw_merge(md, d);
+      online_merge(ms, o);
+    }
+    warp_merge_states(md, ms, C);
+    if (lane == 0) finish_row(a, r, md, ms);
   }
 }
 
@@ -268,8 +442,20 @@ status launch_generation_step(const_tensor_view cond, const_tensor_view uncond, 
   a.ebuf = carve.take<float>(static_cast<std::size_t>(a.R * a.V));
   a.ib = index_bits(a.V);
   if (a.R == 0) return ok();
-  GCPO_LAUNCH(grid_for(a.R, 1), samp_block, 0, stream, generation_step_kernel<T>)(a);
-  return check_launch("generation_step_kernel");
+  if (a.filter) {
+    GCPO_LAUNCH(grid_for(a.R, 1), samp_block, 0, stream, generation_step_filter_kernel<T>)(a);
+    return check_launch("generation_step_filter_kernel");
+  }
+  a.chunks = ceil_div(a.V, split_chunk);
+  if (a.chunks > 1) {
+    // 36 * R * chunks <= 4 * R * V and 4 * R <= 4 * R * V bytes (V > 2048): see chunk_partial.
+    a.partial = reinterpret_cast<chunk_partial*>(a.xbuf);
+    a.counter = reinterpret_cast<unsigned*>(a.ebuf);
+    GCPO_TRY(check_call(cudaMemsetAsync(a.counter, 0, static_cast<std::size_t>(a.R) * sizeof(unsigned), stream),
+                        "cudaMemsetAsync(generation_step counters)"));
+  }
+  GCPO_LAUNCH(grid_for(a.R * a.chunks, 1), split_block, 0, stream, generation_step_split_kernel<T>)(a);
+  return check_launch("generation_step_split_kernel");
 }
 
 }  // namespace cuda_impl

@@ -152,6 +152,11 @@ inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_R
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
   return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
+// __threadfence: a sequentially consistent fence (the device's fence.sc.gpu orders the calling
+// thread's memory accesses for every thread of the device). Blocks run one after another here,
+// so a missing fence is not found (docs/design.md); the ordering it gives the threads of a block
+// under the concurrent schedule is the device's.
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // --- loads -------------------------------------------------------------------------------------
 // __ldg: the read-only path; the same bytes as a plain load (for the overloads the device has).
