@@ -25,7 +25,7 @@ __global__ void __launch_bounds__(ts_block) token_stats_block_kernel_missing_bar
     bool tok_ok = false;
     const float x_tok = threadIdx.x == 0 ? token_logit<T, I>(a, p, row, tok_ok) : 0.0f;
     ts_state st = ts_empty();
-    row_stats(p, a.V, a.c, static_cast<int>(threadIdx.x), ts_block, st);
+    row_stats<T, ts_block>(p, a.V, a.c, static_cast<int>(threadIdx.x), st);
     float M = ts_offset(st), S = st.s, Tt = st.t;
     ts_warp_merge(M, S, Tt);
     __syncthreads();  // the previous row's reads of the scratch are done
