@@ -673,3 +673,57 @@ TEST_CASE("loss: preconditions", "[loss]") {
     GCPO_CHECK_ERROR(gcpo_loss_backward(in, {}, view(adv, {R, 1}), o), sc::invalid_argument, "`grad_logp.shape[1]` (1) must equal N (3)");
   }
 }
+
+// ---- forward and backward in one call --------------------------------------------------------
+
+TEST_CASE("loss: forward_backward gives the two calls' results and keeps its outputs apart", "[loss]") {
+  using sc = gcpo::status_code;
+  for (auto agg : {gcpo::loss_aggregation::token_mean, gcpo::loss_aggregation::sequence_mean})
+    for (const bool detach : {false, true}) {
+      const std::uint64_t seed = 4242 + (detach ? 1 : 0) + (agg == gcpo::loss_aggregation::token_mean ? 0 : 2);
+      CAPTURE(seed, agg_name(agg), detach);
+      std::mt19937_64 rng(seed);
+      gcpo::loss_options o;
+      o.aggregation = agg;
+      o.detach_weight = detach;
+      const problem p = random_problem(rng, 3, 40, false, true, o);
+      const std::vector<float> gl{0.75f};
+      const lib_result two = run_lib(p, o, gl);
+      lib_result one;
+      one.stats.assign(gcpo::loss_stat_count, -99.0f);
+      one.w.assign(static_cast<std::size_t>(p.R * p.N), -99.0f);
+      one.kl.assign(one.w.size(), -99.0f);
+      one.grad.assign(one.w.size(), -99.0f);
+      const gcpo::loss_inputs in = inputs_of(p);
+      gcpo::loss_outputs out;
+      out.stats = view(one.stats, {gcpo::loss_stat_count});
+      out.weight = view(one.w, {p.R, p.N});
+      out.kl = view(one.kl, {p.R, p.N});
+      GCPO_REQUIRE_OK(gcpo::host::gcpo_loss_forward_backward(in, out, cview(gl, {1}), view(one.grad, {p.R, p.N}), o));
+      CHECK(one.stats == two.stats);
+      CHECK(one.w == two.w);
+      CHECK(one.kl == two.kl);
+      CHECK(one.grad == two.grad);
+      // and the float64 reference
+      const ref_result want = ref_forward(p, o);
+      std::vector<double> grad = ref_backward(p, o);
+      for (auto& x : grad) x *= 0.75;
+      CHECK(one.stats[gcpo::loss_stat_loss] == Approx(want.loss).epsilon(1e-5).margin(1e-6));
+      check_close(one.grad, grad, 1e-5 * std::max(max_abs(grad), 1e-3), 1e-4, "gradient");
+
+      // the gradient and grad_loss shall not overlap the forward's outputs
+      std::vector<float> joint(static_cast<std::size_t>(p.R * p.N) + gcpo::loss_stat_count);
+      gcpo::loss_outputs x = out;
+      x.stats = gcpo::make_view(joint.data(), {gcpo::loss_stat_count});
+      GCPO_CHECK_ERROR(gcpo::host::gcpo_loss_forward_backward(in, x, {}, gcpo::make_view(joint.data() + 3, {p.R, p.N}), o),
+                       sc::aliasing, "`grad_logp` shall not overlap `outputs.stats`");
+      GCPO_CHECK_ERROR(gcpo::host::gcpo_loss_forward_backward(in, out, {}, view(one.w, {p.R, p.N}), o), sc::aliasing,
+                       "`grad_logp` shall not overlap `outputs.weight`");
+      GCPO_CHECK_ERROR(gcpo::host::gcpo_loss_forward_backward(
+                           in, x, gcpo::make_view(static_cast<const float*>(joint.data()), {1}), view(one.grad, {p.R, p.N}), o),
+                       sc::aliasing, "`outputs.stats` shall not overlap `grad_loss`");
+      // each half's own checks
+      GCPO_CHECK_ERROR(gcpo::host::gcpo_loss_forward_backward(in, out, {}, view(one.grad, {p.R, p.N - 1}), o),
+                       sc::invalid_argument, "`grad_logp.shape[1]` (39) must equal N (40)");
+    }
+}
