@@ -312,3 +312,286 @@ TEST_CASE("cuda token_stats: host views and bad shapes are rejected before any l
                                                   gcpo::make_device_view(ent.data(), {3, 2}), {}, {}, {}, nullptr);
   CHECK(s2.code() == gcpo::status_code::invalid_argument);
 }
+
+// --- the log2-domain kernels (issue 14): non-finite rows, grid shapes, 16-bit gradients -----------
+
+namespace {
+
+/// The spec's statistics of one row in float64, from its definitions (section 2): a NaN or a
+/// +inf logit makes all three NaN; a row of only -inf has lse = -inf and NaN entropy and
+/// log-prob; -inf logits have probability 0. Independent of both twins.
+struct reference_stats {
+  double lse, entropy, logprob;
+};
+reference_stats reference_row(const std::vector<float>& x, double temperature, std::int64_t k) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  double m = -inf;
+  for (const float v : x) {
+    if (std::isnan(v) || v == std::numeric_limits<float>::infinity()) return {nan, nan, nan};
+    m = std::max(m, static_cast<double>(v) / temperature);
+  }
+  if (m == -inf) return {-inf, nan, nan};
+  double s = 0.0, t = 0.0;
+  for (const float v : x) {
+    if (std::isinf(v)) continue;
+    const double d = static_cast<double>(v) / temperature - m;
+    s += std::exp(d);
+    t += std::exp(d) * d;
+  }
+  const double lse = m + std::log(s);
+  return {lse, std::log(s) - t / s, static_cast<double>(x[static_cast<std::size_t>(k)]) / temperature - lse};
+}
+
+/// Runs the CUDA forward on rows `x` ([rows, V] floats, stored as T `offset` elements past a
+/// 256-byte boundary) and checks every output against reference_row (and the host twin).
+template <class T>
+void check_rows_against_reference(const std::vector<std::vector<float>>& rows_f, const std::vector<std::int32_t>& tokens,
+                                  std::int64_t R, std::int64_t N, std::size_t offset, float temperature) {
+  const std::int64_t V = static_cast<std::int64_t>(rows_f[0].size());
+  INFO("dtype=" << gcpo::to_string(gcpo::dtype_of<T>::value) << " R=" << R << " N=" << N << " V=" << V
+                << " offset=" << offset << " T=" << temperature);
+  std::vector<float> flat;
+  for (const auto& r : rows_f) flat.insert(flat.end(), r.begin(), r.end());
+  const std::vector<T> logits = narrow<T>(flat);
+  const std::vector<float> stored = widen(logits);  // what the kernel sees
+  std::vector<float> want_lse(R * N), want_ent(R * N), want_lp(R * N);
+  for (std::int64_t i = 0; i < R * N; ++i) {
+    const std::vector<float> row(stored.begin() + i * V, stored.begin() + (i + 1) * V);
+    const reference_stats st = reference_row(row, temperature, tokens[static_cast<std::size_t>(i)]);
+    want_lse[i] = static_cast<float>(st.lse);
+    want_ent[i] = static_cast<float>(st.entropy);
+    want_lp[i] = static_cast<float>(st.logprob);
+  }
+  gcpo::token_stats_options opt;
+  opt.temperature = temperature;
+  std::vector<float> h_ent(R * N), h_lp(R * N), h_lse(R * N);
+  GCPO_OK(gcpo::host::token_stats(gcpo::make_view(logits.data(), {R, N, V}), gcpo::make_view(tokens.data(), {R, N}),
+                                  gcpo::make_view(h_ent.data(), {R, N}), gcpo::make_view(h_lp.data(), {R, N}),
+                                  gcpo::make_view(h_lse.data(), {R, N}), opt));
+  device_buffer<T> d_logits(logits, offset);
+  device_buffer<std::int32_t> d_tok(tokens);
+  device_buffer<float> d_ent(R * N), d_lp(R * N), d_lse(R * N);
+  auto outs = run_checked(
+      [&](cudaStream_t s) {
+        return gcpo::cuda::token_stats(gcpo::make_device_view(d_logits.get(), {R, N, V}),
+                                       gcpo::make_device_view(d_tok.get(), {R, N}),
+                                       gcpo::make_device_view(d_ent.get(), {R, N}),
+                                       gcpo::make_device_view(d_lp.get(), {R, N}),
+                                       gcpo::make_device_view(d_lse.get(), {R, N}), opt, s);
+      },
+      {out(d_ent), out(d_lp), out(d_lse)});
+  // NaN must be NaN and an infinity the same infinity (compare's rule); finite values within
+  // the spec's tolerance of the float64 definition.
+  check_close(as<float>(outs[0]), want_ent, value_atol, value_rtol, "entropy vs float64");
+  check_close(as<float>(outs[1]), want_lp, value_atol, value_rtol, "logprob vs float64");
+  check_close(as<float>(outs[2]), want_lse, value_atol, value_rtol, "lse vs float64");
+  check_close(as<float>(outs[0]), h_ent, value_atol, value_rtol, "entropy vs host");
+  check_close(as<float>(outs[1]), h_lp, value_atol, value_rtol, "logprob vs host");
+  check_close(as<float>(outs[2]), h_lse, value_atol, value_rtol, "lse vs host");
+}
+
+template <class T>
+void check_nonfinite_rows(std::int64_t V, std::size_t offset, std::uint64_t seed) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  float neg_nan;
+  const std::uint32_t neg_nan_bits = 0xffc00000u;  // x86's default NaN (0/0): sign bit set
+  std::memcpy(&neg_nan, &neg_nan_bits, 4);
+  rng g(seed);
+  auto normal_row = [&] {
+    std::vector<float> r(static_cast<std::size_t>(V));
+    for (auto& x : r) x = g.normal(0.0f, 2.0f);
+    return r;
+  };
+  auto filled = [&](float v) { return std::vector<float>(static_cast<std::size_t>(V), v); };
+  const std::size_t last = static_cast<std::size_t>(V - 1), mid = static_cast<std::size_t>(V / 2);
+  std::vector<std::vector<float>> rows;
+  std::vector<std::int32_t> tokens;
+  auto add = [&](std::vector<float> r, std::int64_t tok) {
+    rows.push_back(std::move(r));
+    tokens.push_back(static_cast<std::int32_t>(tok));
+  };
+  add(filled(-inf), 0);  // all -inf: lse -inf, NaN entropy and log-prob
+  { auto r = normal_row(); r[mid] = nan; add(r, 1); }          // a NaN in the middle
+  { auto r = normal_row(); r[mid] = inf; add(r, 0); }          // a single +inf after finite maxima
+  { auto r = normal_row(); r[last] = nan; add(r, 0); }         // a NaN at the end (the scalar tail when V leaves one)
+  { auto r = normal_row(); r[0] = nan; add(r, last); }         // a NaN first (the scalar head when misaligned)
+  { auto r = filled(-inf); r[mid] = nan; add(r, 0); }          // NaN among -inf only: NaN, not the -inf row
+  { auto r = filled(-inf); r[last] = inf; add(r, last); }      // +inf among -inf only
+  { auto r = normal_row(); r[0] = inf; add(r, mid); }          // +inf as the very first maximum
+  { auto r = normal_row(); r[mid] = neg_nan; add(r, 0); }      // a NaN with its sign bit set
+  { auto r = filled(-inf); r[last] = 1.5f; add(r, last); }     // one finite logit, last: entropy 0, log-prob 0
+  { auto r = normal_row(); r[mid] = -inf; add(r, mid); }       // the token's logit is -inf: log-prob -inf
+  { auto r = normal_row(); r[3 % V] = -inf; r[last] = -inf; add(r, 2 % V); }  // an ordinary row with -inf logits
+  // 12 rows as R = 3, N = 4 (the warp kernel's last block has 4 of its 8 warps idle).
+  check_rows_against_reference<T>(rows, tokens, 3, 4, offset, 1.0f);
+}
+
+}  // namespace
+
+TEST_CASE("cuda token_stats: NaN, +inf and all -inf rows are decided by the final max and sum",
+          "[cuda][token_stats]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  // V: warp rows of scalars, warp rows of vectors with a tail, block rows (16 KB of fp32 or
+  // fewer than 4096 rows of >= 1024) with a tail; offsets: aligned, and a scalar head.
+  std::uint64_t seed = 9000;
+  for (const std::int64_t V : {5, 37, 301, 4102}) {
+    for (const std::size_t offset : {std::size_t{0}, std::size_t{1}}) {
+      check_nonfinite_rows<float>(V, offset, ++seed);
+      check_nonfinite_rows<gcpo::bfloat16>(V, offset, ++seed);
+      check_nonfinite_rows<gcpo::float16>(V, offset, ++seed);
+    }
+  }
+}
+
+TEST_CASE("cuda token_stats: row counts that leave warps and blocks idle, against float64", "[cuda][token_stats]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  // Rows not a multiple of the 8 rows of a warp-kernel block, and block-per-row grids of odd
+  // sizes (V = 16384: 32 KB bf16 rows, the Janus codebook, one block each), with T != 1.
+  struct shape {
+    std::int64_t R, N, V;
+  };
+  std::uint64_t seed = 9500;
+  for (const shape sh : {shape{3, 7, 600}, shape{1, 13, 1030}, shape{3, 5, 16384}}) {
+    rng g(++seed);
+    std::vector<std::vector<float>> rows;
+    std::vector<std::int32_t> tokens;
+    for (std::int64_t i = 0; i < sh.R * sh.N; ++i) {
+      std::vector<float> r(static_cast<std::size_t>(sh.V));
+      const float scale = g.uniform(0.6f, 3.6f);
+      for (auto& x : r) x = g.normal(0.0f, scale);
+      r[static_cast<std::size_t>(g.integer(0, sh.V - 1))] += 12.0f;  // a peaked entry
+      rows.push_back(std::move(r));
+      tokens.push_back(static_cast<std::int32_t>(g.integer(0, sh.V - 1)));
+    }
+    check_rows_against_reference<float>(rows, tokens, sh.R, sh.N, 0, 0.8f);
+    check_rows_against_reference<gcpo::bfloat16>(rows, tokens, sh.R, sh.N, 0, 1.0f);
+  }
+}
+
+namespace {
+
+/// 16-bit gradients against float64: each element must be the round-to-nearest-even G of
+/// r = (g / T)(onehot - exp(x / T - lse)), unless r lies closer to a rounding tie of G than the
+/// float computation's error: about 2^-18.7 of p at |x / T| <= 17 (the roundings of c = log2(e) / T,
+/// of lse log2(e) and of the FMA, ex2.approx's 2 ulp), so |g| p 2^-17 (+ |g| 2^-21 for the token's
+/// g (1 - p)) is left out;
+/// where exp(x / T - lse) < 2^-125 the kernel's ex2.approx.ftz gives a probability of exactly 0.
+/// Returns the number of elements that had to be bitwise exact.
+template <class G>
+std::size_t check_grad_rounding(const std::vector<G>& got, const std::vector<G>& host, const std::vector<float>& x,
+                                const std::vector<std::int32_t>& tokens, const std::vector<float>& lse,
+                                const std::vector<float>& go, std::int64_t V, float temperature) {
+  std::size_t exact = 0, bad = 0, bad_host = 0;
+  std::string report;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const std::size_t row = i / static_cast<std::size_t>(V);
+    const std::int64_t v = static_cast<std::int64_t>(i % static_cast<std::size_t>(V));
+    const double g = static_cast<double>(go[row]) / temperature;
+    const double p = std::exp(static_cast<double>(x[i]) / temperature - static_cast<double>(lse[row]));
+    const bool tok = v == tokens[row];
+    if (!tok && p < std::ldexp(1.0, -125)) {  // flushed: the gradient is a zero
+      if (gcpo::to_float(got[i]) != 0.0f) {
+        if (bad < 5) report += "element " + std::to_string(i) + ": flushed probability, gradient not 0\n";
+        ++bad;
+      }
+      continue;
+    }
+    const double r = g * ((tok ? 1.0 : 0.0) - p);
+    const G want = gcpo::from_float<G>(static_cast<float>(r));
+    // Distance from r to the ties either side of `want`.
+    const std::uint16_t wb = want.bits, mag = wb & 0x7fffu, sign = wb & 0x8000u;
+    const double w = std::fabs(static_cast<double>(gcpo::to_float(want)));
+    double tie = std::numeric_limits<double>::infinity();
+    G up{static_cast<std::uint16_t>(sign | (mag + 1u))};
+    tie = std::min(tie, std::fabs(std::fabs(r) - 0.5 * (w + std::fabs(static_cast<double>(gcpo::to_float(up))))));
+    if (mag > 0) {
+      G down{static_cast<std::uint16_t>(sign | (mag - 1u))};
+      tie = std::min(tie, std::fabs(std::fabs(r) - 0.5 * (w + std::fabs(static_cast<double>(gcpo::to_float(down))))));
+    }
+    if (tie <= std::fabs(g) * (p * std::ldexp(1.0, -17) + (tok ? std::ldexp(1.0, -21) : 0.0))) continue;  // near a tie
+    ++exact;
+    if (got[i].bits != want.bits && !(r == 0.0 && gcpo::to_float(got[i]) == 0.0f)) {
+      if (bad < 5) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "element %zu: got 0x%04x (%.9g), round-to-nearest of %.12g is 0x%04x\n", i,
+                      got[i].bits, static_cast<double>(gcpo::to_float(got[i])), r, want.bits);
+        report += buf;
+      }
+      ++bad;
+    }
+    if (p >= std::ldexp(1.0, -120) && got[i].bits != host[i].bits) ++bad_host;  // the host twin rounds the same
+  }
+  INFO(report << bad << " of " << exact << " elements not rounded to nearest even; " << bad_host
+              << " differ from the host twin");
+  CHECK(bad == 0);
+  CHECK(bad_host == 0);
+  return exact;
+}
+
+template <class T, class G>
+void check_backward_rounding(std::int64_t R, std::int64_t N, std::int64_t V, std::size_t offset, float temperature,
+                             std::uint64_t seed) {
+  INFO("logits=" << gcpo::to_string(gcpo::dtype_of<T>::value) << " grad=" << gcpo::to_string(gcpo::dtype_of<G>::value)
+                 << " R=" << R << " N=" << N << " V=" << V << " offset=" << offset << " T=" << temperature);
+  rng g(seed);
+  std::vector<float> f(static_cast<std::size_t>(R * N * V));
+  for (auto& x : f) x = g.normal(0.0f, 3.0f);
+  const std::vector<T> logits = narrow<T>(f);
+  const std::vector<float> x = widen(logits);
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(R * N));
+  for (auto& t : tokens) t = static_cast<std::int32_t>(g.integer(0, V - 1));
+  std::vector<float> go(static_cast<std::size_t>(R * N));
+  for (auto& v : go) v = g.uniform(-1.0f, 1.0f);
+  gcpo::token_stats_options opt;
+  opt.temperature = temperature;
+  std::vector<float> lse(static_cast<std::size_t>(R * N));
+  GCPO_OK(gcpo::host::token_stats(gcpo::make_view(logits.data(), {R, N, V}), {}, {}, {},
+                                  gcpo::make_view(lse.data(), {R, N}), opt));
+  std::vector<G> host(static_cast<std::size_t>(R * N * V));
+  GCPO_OK(gcpo::host::token_stats_backward(gcpo::make_view(logits.data(), {R, N, V}),
+                                           gcpo::make_view(tokens.data(), {R, N}), gcpo::make_view(lse.data(), {R, N}),
+                                           gcpo::make_view(go.data(), {R, N}), gcpo::make_view(host.data(), {R, N, V}),
+                                           opt));
+  device_buffer<T> d_logits(logits, offset);
+  device_buffer<std::int32_t> d_tok(tokens);
+  device_buffer<float> d_lse(lse), d_go(go);
+  device_buffer<G> d_grad(host.size(), offset);  // the same phase: the vector path
+  auto outs = run_checked(
+      [&](cudaStream_t s) {
+        return gcpo::cuda::token_stats_backward(
+            gcpo::make_device_view(d_logits.get(), {R, N, V}), gcpo::make_device_view(d_tok.get(), {R, N}),
+            gcpo::make_device_view(d_lse.get(), {R, N}), gcpo::make_device_view(d_go.get(), {R, N}),
+            gcpo::make_device_view(d_grad.get(), {R, N, V}), opt, s);
+      },
+      {out(d_grad)});
+  const std::size_t exact = check_grad_rounding(as<G>(outs[0]), host, x, tokens, lse, go, V, temperature);
+  CHECK(exact > host.size() * 9 / 10);  // the ties left out are few
+}
+
+}  // namespace
+
+TEST_CASE("cuda token_stats_backward: 16-bit gradients are rounded to nearest even, as the host twin",
+          "[cuda][token_stats]") {
+  GCPO_REQUIRE_CUDA_DEVICE();
+  std::uint64_t seed = 9900;
+  // Warp rows (vectors and a tail, aligned or with a scalar head) and block rows.
+  for (const std::int64_t V : {37, 301, 4102}) {
+    for (const std::size_t offset : {std::size_t{0}, std::size_t{3}}) {
+      check_backward_rounding<float, gcpo::bfloat16>(2, 3, V, offset, 1.0f, ++seed);
+      check_backward_rounding<gcpo::bfloat16, gcpo::bfloat16>(2, 3, V, offset, 0.7f, ++seed);
+      check_backward_rounding<gcpo::float16, gcpo::float16>(2, 3, V, offset, 1.0f, ++seed);
+      check_backward_rounding<gcpo::bfloat16, gcpo::float16>(1, 5, V, offset, 1.3f, ++seed);
+    }
+  }
+}
+
+TEST_CASE("cuda token_stats: Janus shapes against the host twin (GPU only)", "[cuda][token_stats][slow]") {
+  GCPO_REQUIRE_REAL_GPU();
+  struct shape {
+    std::int64_t R, N;
+  };
+  for (const shape sh : {shape{8, 576}, shape{32, 1024}})
+    check_forward<gcpo::bfloat16, std::int64_t>({sh.R, sh.N, 16384}, 0, 0, 0, 1.0f, 77 + sh.R + sh.N);
+  check_forward<float, std::int64_t>({8, 576, 16384}, 0, 0, 0, 1.0f, 78);
+  check_backward<gcpo::bfloat16, gcpo::bfloat16, std::int64_t>({8, 576, 16384}, 0, 0, 0, 0, 1.0f, 79);
+}
