@@ -17,7 +17,11 @@
 //   backward: loss_tile_kernel (gradient only);
 //   forward_backward: loss_tile_kernel (sums and gradient in one pass), loss_forward_final_kernel.
 // No atomics anywhere: every sum has a fixed order that depends on R and N only, not on the
-// grid size or on which block runs first, so results are bitwise identical run to run.
+// grid size or on which block runs first, so results are bitwise identical run to run. The
+// stats take a second launch because combining the R sums in the same launch (the last block
+// to finish reduces them, found with an atomic ticket) needs a counter that is zero on entry,
+// and a workspace's contents on entry are arbitrary (callers allocate it per call or share it):
+// zeroing it would be a memset, a stream operation of its own.
 //
 // N > scan_tile, the rows do not fit in registers: loss_forward_rows_kernel (tiles with a
 // running carry) writes the sums, including the mask counts; the backward counts the masks
