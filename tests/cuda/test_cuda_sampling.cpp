@@ -410,3 +410,19 @@ TEST_CASE("cuda generation_step: back-to-back split steps on one stream and in o
   (void)cudaGraphExecDestroy(exec);
   (void)cudaGraphDestroy(graph);
 }
+
+TEST_CASE("generation_step noise: every Gumbel noise lies above the floor the split kernel assumes", "[cuda][sampling]") {
+  // The split kernel passes over an entry whose fl(x + 17) stays below fl(xm - 3), xm the chunk's
+  // largest logit: sound only if no noise reaches -3 or below (and none 17 or above, which
+  // tests/test_sampling.cpp checks). All 2^23 uniforms, on the host (the same repro_log).
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (std::uint32_t k = 0; k < (1u << 23); ++k) {
+    const float g = gcpo::detail::gumbel_of_bits(k << 9);
+    lo = std::min(lo, g);
+    hi = std::max(hi, g);
+  }
+  INFO("noise in [" << lo << ", " << hi << "]");
+  CHECK(lo > -3.0f);
+  CHECK(lo < -2.8f);  // the smallest is -log(-log(2^-24)) = -2.8116: the bound is not vacuous
+  CHECK(hi < 17.0f);
+}

@@ -12,9 +12,13 @@
 // split_chunk = 2048 entries (the last one shorter), and each chunk is a block of 256 threads;
 // the grid holds R * chunks blocks (16 rows of V = 16384: 128 blocks, one per SM of an H100 /
 // H200, where one block per row used 16 of them). Thread t of a chunk takes its groups of four
-// entries t and t + 256 (one Philox call each): x_v, the Gumbel key x_v + g_v and its argmax
-// (ties to the lower index), and the online max / sum. The block merges its threads in a fixed
-// tree (a warp tree, then warp 0 over the warps). A row of one chunk writes its outputs there;
+// entries t and t + 256: x_v and the online max / sum over them; then the Gumbel keys
+// x_v + g_v and their argmax (ties to the lower index), with the noise only for the entries that
+// can still win: those within gumbel_noise_bound - gumbel_noise_floor = 20 of the chunk's largest
+// logit (the host twin's argument, with a bound known before any noise is drawn). A warp with at
+// most 64 such entries lists them in shared memory and each lane takes one (a Philox call and two
+// repro_logs each); otherwise each thread draws its own groups (one Philox call per four entries).
+// The block merges its threads in a fixed tree (a warp tree, then warp 0 over the warps). A row of one chunk writes its outputs there;
 // otherwise lane 0 stores the chunk's partial in the workspace, fences (__threadfence) and
 // counts the chunk on the row's counter (atomicAdd); the block that counts the last chunk fences
 // again and merges the row's partials in chunk order (lane l takes chunks l, l + 32, ..., then a
@@ -50,6 +54,13 @@ constexpr int split_block = 256;
 constexpr int split_groups = 2;
 constexpr std::int64_t split_chunk = 4 * split_block * split_groups;
 static_assert(split_chunk % 4 == 0, "a chunk holds whole Philox groups");
+/// A warp lists its entries that need their Gumbel noise when there are at most this many (two
+/// rounds of its lanes, against 2 Philox blocks and 8 noises per lane without the list).
+constexpr int split_list = 64;
+/// A strict lower bound of every value gumbel_of_bits() can return: the smallest u is 2^-24,
+/// whose noise is -log(-log(2^-24)) = -log(16.636) = -2.8116 (repro_log is within 2e-7 of log;
+/// tests/cuda/test_cuda_sampling.cpp checks the bound against all 2^23 values of u).
+constexpr float gumbel_noise_floor = -3.0f;
 
 /// What a chunk leaves for the row's merge: its draw_state and online_state (36 bytes; 32-bit
 /// fields only, so a volatile load of each is one instruction). A row of V entries has
@@ -308,6 +319,8 @@ __global__ void __launch_bounds__(split_block) generation_step_split_kernel(samp
   constexpr int warps = split_block / 32;
   __shared__ draw_state dsh[warps];
   __shared__ online_state osh[warps];
+  __shared__ float msh[warps];
+  __shared__ int list[warps][split_list];
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const std::int64_t V = a.V, groups = (V + 3) / 4, C = a.chunks;
   const std::uint32_t seed_lo = static_cast<std::uint32_t>(a.seed), seed_hi = static_cast<std::uint32_t>(a.seed >> 32);
@@ -323,40 +336,110 @@ __global__ void __launch_bounds__(split_block) generation_step_split_kernel(samp
     const std::uint32_t row = static_cast<std::uint32_t>(a.first_row + static_cast<std::uint64_t>(r));
     draw_state ds = draw_empty();
     online_state st = online_empty();
+    // The logits of the thread's groups, and the online statistics over them.
+    float x[split_groups][4];
+    int nq[split_groups];
 #pragma unroll
     for (int j = 0; j < split_groups; ++j) {
       const std::int64_t q = chunk * (split_chunk / 4) + j * split_block + tid;  // ascending in j
-      if (q < groups) {
-        const std::int64_t v0 = q * 4;
-        const int nq = static_cast<int>(V - v0 < 4 ? V - v0 : 4);
-        float x[4], xu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        load_group(c, v0, nq, vec, x);
-        if (has_u) load_group(u, v0, nq, vec, xu);
+      nq[j] = q < groups ? static_cast<int>(V - 4 * q < 4 ? V - 4 * q : 4) : 0;
+      float xu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (nq[j] > 0) {
+        load_group(c, 4 * q, nq[j], vec, x[j]);
+        if (has_u) load_group(u, 4 * q, nq[j], vec, xu);
+      }
 #pragma unroll
-        for (int k = 0; k < 4; ++k) x[k] = guided_logit(x[k], xu[k], has_u, a.cfg, a.temperature);
+      for (int k = 0; k < 4; ++k) x[j][k] = guided_logit(x[j][k], xu[k], has_u, a.cfg, a.temperature);
+      if (nq[j] == 4) {
+        online_add(st, x[j]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (k < nq[j]) {
+            const float y[1] = {x[j][k]};
+            online_add(st, y);
+          }
+      }
+    }
+    // Which entries can win: with xm the chunk's largest logit, the chunk's best key is at least
+    // fl(xm + gumbel_noise_floor) =: L (every noise is above the floor; rounding is monotone),
+    // and an entry with fl(x + gumbel_noise_bound) < L has a key below L: it neither wins nor
+    // ties, so its noise is not needed (the host twin passes over the same kind of entries). The
+    // chunk's best (key, index) is the same bits as with every noise computed.
+    float m = -f_inf;
+#pragma unroll
+    for (int j = 0; j < split_groups; ++j)
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (k < nq[j]) m = fmaxf(m, x[j][k]);
+#pragma unroll
+    for (int d = 16; d >= 1; d /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, d));
+    __syncthreads();  // the previous item is done with msh, list, dsh and osh
+    if (lane == 0) msh[warp] = m;
+    __syncthreads();
+    float xm = msh[0];
+#pragma unroll
+    for (int w = 1; w < warps; ++w) xm = fmaxf(xm, msh[w]);
+    const float floor_key = __fadd_rn(xm, gumbel_noise_floor);
+    unsigned need = 0;
+#pragma unroll
+    for (int j = 0; j < split_groups; ++j)
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (k < nq[j] && !(__fadd_rn(x[j][k], gumbel_noise_bound) < floor_key)) need |= 1u << (j * 4 + k);
+    // The warp's entries that need their noise: few (spread logits, as with CFG): listed, one per
+    // lane, with the Philox block of each; many: each thread takes its own groups.
+    const int cnt = __popc(need);
+    int incl = cnt;
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const int o = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += o;
+    }
+    const int total = __shfl_sync(0xffffffffu, incl, 31);
+    if (total <= split_list) {
+      int pos = incl - cnt;
+#pragma unroll
+      for (int j = 0; j < split_groups; ++j)
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          if (need & (1u << (j * 4 + k)))
+            list[warp][pos++] = static_cast<int>(4 * (chunk * (split_chunk / 4) + j * split_block + tid) + k);
+      if (nq[0] > 0) {  // the lowest index of the thread (taken when no key wins)
+        ds.first = static_cast<int>(4 * (chunk * (split_chunk / 4) + tid));
+        ds.fx = x[0][0];
+      }
+      __syncwarp();
+      for (int i = lane; i < total; i += 32) {
+        const int v = list[warp][i];
+        const float xv = guided_at(a, c, u, v);
+        const philox_out o =
+            philox4x32_10(static_cast<std::uint32_t>(v >> 2), row, step_lo, step_hi, seed_lo, seed_hi);
+        const std::uint32_t bits = (v & 2) ? ((v & 1) ? o.v[3] : o.v[2]) : ((v & 1) ? o.v[1] : o.v[0]);  // in registers
+        const float key = __fadd_rn(xv, -repro_log(-repro_log(uniform_open01(bits))));
+        if (key > ds.key || (key == ds.key && ds.idx >= 0 && v < ds.idx)) {  // not ascending here
+          ds.key = key;
+          ds.idx = v;
+          ds.x = xv;
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < split_groups; ++j) {
+        const std::int64_t q = chunk * (split_chunk / 4) + j * split_block + tid;
+        if (nq[j] == 0) continue;
         const philox_out o = philox4x32_10(static_cast<std::uint32_t>(q), row, step_lo, step_hi, seed_lo, seed_hi);
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          if (k < nq) {
-            const float g = -repro_log(-repro_log(uniform_open01(o.v[k])));
-            draw_consider(ds, x[k], __fadd_rn(x[k], g), static_cast<int>(v0 + k));
+          if (k < nq[j]) {
+            const float g = (need & (1u << (j * 4 + k))) ? -repro_log(-repro_log(uniform_open01(o.v[k]))) : -f_inf;
+            draw_consider(ds, x[j][k], __fadd_rn(x[j][k], g), static_cast<int>(4 * q + k));
           }
-        if (nq == 4) {
-          online_add(st, x);
-        } else {
-#pragma unroll
-          for (int k = 0; k < 4; ++k)
-            if (k < nq) {
-              const float y[1] = {x[k]};
-              online_add(st, y);
-            }
-        }
       }
     }
 
     // The block's tree: each warp, then warp 0 over the warps.
     warp_merge_states(ds, st, 32);
-    __syncthreads();  // warp 0 is done with the previous item's dsh / osh
     if (lane == 0) {
       dsh[warp] = ds;
       osh[warp] = st;
