@@ -91,8 +91,8 @@ status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view grad_loss
                           const loss_options& options, workspace ws, cudaStream_t stream) noexcept;
 
 /// See host::gcpo_loss_forward_backward: both in one pass over the inputs (N <= 1024: two
-/// launches, the second a one-block reduction of the stats); `ws`: gcpo_loss_workspace_bytes(R, N)
-/// bytes of device memory.
+/// launches, the second a one-block reduction of the stats, where gcpo_loss_forward takes two and
+/// gcpo_loss_backward one); `ws`: gcpo_loss_workspace_bytes(R, N) bytes of device memory.
 status gcpo_loss_forward_backward(const loss_inputs& inputs, const loss_outputs& outputs, const_tensor_view grad_loss,
                                   tensor_view grad_logp, const loss_options& options, workspace ws,
                                   cudaStream_t stream) noexcept;

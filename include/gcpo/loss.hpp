@@ -260,8 +260,9 @@ inline status gcpo_loss_backward(const loss_inputs& inputs, const_tensor_view gr
 /// Forward and backward of one step in one call, for a trainer that has `grad_loss` (or uses 1)
 /// when it computes the loss: the same results as `gcpo_loss_forward(inputs, outputs, options)`
 /// then `gcpo_loss_backward(inputs, grad_loss, grad_logp, options)` (host: exactly those two
-/// calls). The CUDA twin reads the inputs once and counts the mask once for both: two launches
-/// for N <= 1024 where the two calls take three. Besides both calls' preconditions,
+/// calls). The CUDA twin reads the inputs once and counts the mask once for both: for N <= 1024,
+/// two launches where the two calls take three (one more each when token_mean's mask has more
+/// than 32768 bytes: it is then counted by a launch of its own). Besides both calls' preconditions,
 /// `grad_logp` and `grad_loss` shall not overlap `outputs` (`status_code::aliasing`).
 inline status gcpo_loss_forward_backward(const loss_inputs& inputs, const loss_outputs& outputs,
                                          const_tensor_view grad_loss, tensor_view grad_logp,
