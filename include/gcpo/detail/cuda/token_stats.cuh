@@ -5,9 +5,11 @@
 // logits, m c rounded once when m grows), one flushing ex2.approx.ftz, and two accumulations:
 // s = sum 2^d, t = sum 2^d max(d, -127) (below -126, 2^d flushes to +0, so the clamp only keeps a
 // -inf logit from giving 0 * -inf). Nothing is checked per element: a NaN logit makes s NaN
-// (ex2 passes it through), a +inf logit makes the row's maximum +inf, and a row of only -inf
-// keeps the maximum at -inf with s = 0; the row's final (max, s) then give exactly the host
-// twin's results (all three NaN; all three NaN; lse = -inf with NaN entropy and log-prob).
+// (ex2 passes it through), a +inf logit makes the row's maximum +inf (and its own term
+// 2^(inf - inf) NaN), and a row of only -inf keeps the maximum at -inf with s = 0 (s = NaN if a
+// NaN is among them); the row's final (max, s) then give exactly the host twin's results (all
+// three NaN; all three NaN; lse = -inf with NaN entropy and log-prob). Rescaling exponents are
+// floored at -127 as well, so -inf - -inf and inf - inf scale by +0 instead of NaN.
 // The maximum of a chunk of 8 vectors is taken on the raw elements (max.bf16x2 / max.f16x2 on
 // packed 16-bit pairs), so the running maximum is compared once per chunk.
 // Threads are merged in a fixed tree: warp maximum, each lane rescaled to it, then sums
@@ -25,9 +27,16 @@
 // Backward: one pass, grad[v] = (g / T) (onehot(token)_v - 2^(x_v c - lse log2(e))), the same
 // ex2.approx.ftz (a probability below 2^-126 is 0), the 16-bit gradients rounded two at a time by
 // cvt.rn.bf16x2.f32 / cvt.rn.f16x2.f32 (round to nearest even, as the host twin; NaN gives the
-// canonical NaN). Logits are read and the gradient written as vectors when both rows share
-// their alignment (in place allowed: each element is read, then written, by the same thread).
-// Bytes: logits read once, gradient written once.
+// canonical NaN). Logits are read (four 16-byte loads in flight per thread) and the gradient
+// written as vectors when both rows share their alignment. In place is allowed: each element is
+// read, then written, by the same thread, and the token's logit, which every thread of the row
+// reads first (its g (1 - p_k) replaces the token's element in registers), before a
+// __syncwarp / __syncthreads that precedes any write. Bytes: logits read once, gradient
+// written once.
+//
+// Limit: a row whose largest logit m has |m| / T above FLT_MAX / log2(e) (2.4e38) overflows m c
+// and gives NaN (or lse = -inf) where the host twin, which scales by 1 / T only, is finite up
+// to FLT_MAX.
 //
 // The PTX instructions are written as inline assembly; under the test-only SIMT simulator
 // (GCPO_CUDA_SIMULATOR) the same functions call its models of them (tests/sim/include/gcpo_sim/ptx.hpp).
