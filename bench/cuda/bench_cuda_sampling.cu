@@ -4,12 +4,17 @@
 // scale 5, temperature 1, no top-k / top-p; out: token (int64), its log-prob and the entropy.
 // V = 16384, bf16 and fp32, alone and inside a CUDA graph. Launch-bound.
 // Bytes: 2*16*V*s (cond + uncond) + 16*(8 + 4 + 4).
+// Without top-k / top-p a row is split over 8 blocks that draw the Gumbel noise only for the
+// entries within 20 of their chunk's largest logit; two more bf16 cases show the other paths:
+// temperature 20 (`T:20`: every entry within reach, each noise drawn) and top-k 1000 (`top_k:1000`:
+// one 1024-thread block per row, radix select).
 #include "bench_cuda_common.hpp"
 
 namespace gcpo_cuda_bench {
 namespace {
 
-void bm_generation_step(benchmark::State& st, gcpo::dtype t, bool graph) {
+void bm_generation_step(benchmark::State& st, gcpo::dtype t, bool graph, std::int64_t top_k = 0,
+                        float temperature = 1.0f) {
   const std::int64_t rows = gen_rows;
   const std::size_t elem = static_cast<std::size_t>(gcpo::dtype_size(t));
   const slot_ref lg = device_slot("step_logits", static_cast<std::size_t>(2 * rows * V) * elem, input_key("step_logits", t, {2 * rows, V}, 17));
@@ -31,7 +36,8 @@ void bm_generation_step(benchmark::State& st, gcpo::dtype t, bool graph) {
   const auto ev = gcpo::make_device_view(entropy, {rows});
   gcpo::sampling_options opt;
   opt.cfg_scale = static_cast<float>(cfg_scale);
-  opt.temperature = 1.0f;
+  opt.temperature = temperature;
+  opt.top_k = top_k;
   opt.seed = 42;
   opt.step = 100;
   const std::size_t ws_bytes = gcpo::generation_step_workspace_bytes(rows, V);
@@ -56,6 +62,14 @@ void register_sampling() {
         [=](benchmark::State& st) { bm_generation_step(st, t, false); });
     add(bench_name("generation_step.graph", dtype_tag(t), {{"R", gen_rows}, {"V", V}}), bound::graph,
         [=](benchmark::State& st) { bm_generation_step(st, t, true); });
+  }
+  const gcpo::dtype bf = gcpo::dtype::bfloat16;
+  for (const bool graph : {false, true}) {
+    const char* op = graph ? "generation_step.graph" : "generation_step";
+    add(bench_name(op, dtype_tag(bf), {{"R", gen_rows}, {"V", V}, {"T", 20}}), graph ? bound::graph : bound::launch,
+        [=](benchmark::State& st) { bm_generation_step(st, bf, graph, 0, 20.0f); });
+    add(bench_name(op, dtype_tag(bf), {{"R", gen_rows}, {"V", V}, {"top_k", 1000}}), graph ? bound::graph : bound::launch,
+        [=](benchmark::State& st) { bm_generation_step(st, bf, graph, 1000); });
   }
 }
 
