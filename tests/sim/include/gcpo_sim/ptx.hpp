@@ -80,8 +80,9 @@ inline std::uint16_t max16(std::uint16_t a, std::uint16_t b, float fa, float fb)
 /// +0; 2^-inf = +0, 2^+inf = +inf, NaN stays NaN. The ISA bounds the error by 2 ulp (CUDA's
 /// exp2f, the same instruction, documents 2 ulp); the model returns the correctly rounded
 /// value moved by -2..+2 ulp, chosen by a scramble of the input bits, so that the simulated
-/// kernels see errors of the full documented size rather than none. Integer inputs give the
-/// exact power of two (as the hardware does for 2^0 = 1 and the other integers in range).
+/// kernels see errors of the full documented size rather than none. Integer inputs are
+/// modelled exact (2^0 = 1: a lane already at the row's maximum is not rescaled); the
+/// kernels' results depend on that in the last bits at most.
 inline float ex2_approx_ftz_f32(float x) {
   if (x != x) return x;
   if (std::fabs(x) < 1.17549435e-38f) x = 0.0f;  // .ftz on the input
