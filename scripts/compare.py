@@ -242,6 +242,9 @@ def load_run(path):
             "heldout": final.get("accuracy", float("nan")), "heldout_n": final.get("n"),
             "heldout_start": (summary.get("eval_initial") or {}).get("accuracy", float("nan")),
             "kl": statistics.mean(m["kl"] for m in metrics),
+            # the KL on every token (trainers from issue 15 on); `kl` is over the trained tokens
+            "kl_all": (statistics.mean(m["kl_all"] for m in metrics) if all("kl_all" in m for m in metrics)
+                       else float("nan")),
             "crit": statistics.mean(m["critical_fraction"] for m in metrics),
             "sps": summary.get("mean_step_seconds", float("nan"))}
 
@@ -416,19 +419,22 @@ def plot_and_table(a):
             L.append(f"| {what} | {metric} | {r['n']} | {fmt(r['mean'], 4, True)} | {fmt(r['se'], 4)} | "
                      f"{fmt(r['lower'], 4, True)} | {fmt(r['upper'], 4, True)} | {r['wins']}/{r['n']} |")
     L += ["", "## Per arm and seed", "",
-          "| arm | seed | mean train reward | held-out start | held-out end | mean KL | trained fraction | s/step |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| arm | seed | mean train reward | held-out start | held-out end | mean KL, trained tokens | "
+          "mean KL, all tokens | trained fraction | s/step |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         for s, r in sorted(runs[arm].items()):
             L.append(f"| {LABELS[arm]} | {s} | {fmt(r['primary'])} | {fmt(r['heldout_start'])} | {fmt(r['heldout'])} | "
-                     f"{fmt(r['kl'], 4)} | {fmt(r['crit'], 3)} | {fmt(r['sps'], 2)} |")
+                     f"{fmt(r['kl'], 4)} | {fmt(r['kl_all'], 4)} | {fmt(r['crit'], 3)} | {fmt(r['sps'], 2)} |")
         vals = list(runs[arm].values())
 
         def ms(k, p=3):
             xs = [v[k] for v in vals]
+            if any(x != x for x in xs):
+                return "n/a"
             return f"{statistics.mean(xs):.{p}f} ± {statistics.stdev(xs):.{p}f}" if len(xs) > 1 else fmt(xs[0], p)
         L.append(f"| **{LABELS[arm]}** | mean ± sd | {ms('primary')} | {ms('heldout_start')} | {ms('heldout')} | "
-                 f"{ms('kl', 4)} | {ms('crit')} | {ms('sps', 2)} |")
+                 f"{ms('kl', 4)} | {ms('kl_all', 4)} | {ms('crit')} | {ms('sps', 2)} |")
     L += ["", f"Held-out accuracy: GenEval binary accuracy over the {n_eval} images of the run's final evaluation "
           "(prompts never trained on); its sampling seed follows the run's seed, so the arms of a seed are "
           "evaluated on the same draws.", "", "## Commands", ""]

@@ -1350,13 +1350,25 @@ StepMetrics Trainer::rl_step() {
   const torch::Tensor dlogits = torch::autograd::grad({loss.loss}, {logits}).at(0);
   train_ops_time += phase_end(t_ops);
   const torch::Tensor stats = loss.stats.to(torch::kCPU);
+  // The k3 KL on every token, trained or not: what the policy moved away from the reference
+  // (`kl` is over the trained tokens only, the official metric, so GCPO's and GRPO's differ in
+  // what they average).
+  double kl_all_sum = 0;
+  {
+    torch::NoGradGuard ng;
+    t_ops = synced_now();
+    const torch::Tensor d = (ref_lp - ops::token_stats(logits.detach().contiguous(), gen.tokens).logprob).to(torch::kDouble);
+    kl_all_sum = (d.exp() - d - 1).sum().item<double>();
+    train_ops_time += phase_end(t_ops);
+  }
   // Sums of this rank's statistics, added over ranks in rank order (every rank the same values).
   std::vector<double> sums{stats[gcpo::loss_stat_loss].item<double>(),
                            stats[gcpo::loss_stat_kl_mean].item<double>() * mask_count,
                            stats[gcpo::loss_stat_weight_mean].item<double>() * mask_count,
                            gen.entropy.to(torch::kDouble).sum().item<double>(),
                            sim.to(torch::kDouble).sum().item<double>(),
-                           static_cast<double>(sim.numel())};
+                           static_cast<double>(sim.numel()),
+                           kl_all_sum};
   if (world > 1) {
     std::vector<double> total(sums.size(), 0.0);
     for (const auto& v : parallel_.comm->all_gather(sums))
@@ -1403,6 +1415,7 @@ StepMetrics Trainer::rl_step() {
             {"accuracy", acc},
             {"loss", loss_value},
             {"kl", total_count > 0 ? sums[1] / total_count : 0.0},
+            {"kl_all", sums[6] / static_cast<double>(R_all * N)},
             {"weight_mean", total_count > 0 ? sums[2] / total_count : (is_gcpo ? 0.0 : 1.0)},
             {"critical_fraction", total_count / static_cast<double>(R_all * N)},
             {"entropy", sums[3] / static_cast<double>(R_all * N)},

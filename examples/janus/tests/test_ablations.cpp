@@ -86,6 +86,12 @@ TEST_CASE("ablation mask modes (--mask-mode): the same rollouts, trained on the 
   CHECK(losses.size() == 4);
   // the random draw is reproducible
   CHECK(two_steps(ablation_run("random", "official")).second.at("loss") == rnd.second.at("loss"));
+  // kl_all is the KL on every token: 0 while the policy is the reference; after one update it is
+  // the trained-token KL of --mask-mode all, and not that of a partial mask
+  for (const auto* m : {&crit, &rnd, &comp, &all}) CHECK(m->first.at("kl_all").get<double>() == Approx(0.0).margin(1e-12));
+  CHECK(all.second.at("kl_all").get<double>() > 0.0);
+  CHECK(all.second.at("kl_all").get<double>() == Approx(all.second.at("kl").get<double>()).epsilon(1e-6));
+  CHECK(crit.second.at("kl_all").get<double>() != Approx(crit.second.at("kl").get<double>()).epsilon(1e-3));
 }
 
 TEST_CASE("ablation weight modes (--weight): official, detached (the same loss, another gradient) and one (weight 1)", "[ablation]") {

@@ -275,7 +275,7 @@ void check_same_metrics(const std::vector<nlohmann::json>& a, const std::vector<
     CHECK(a[i].at("step") == b[i].at("step"));
     CHECK(a[i].at("rollout_digest") == b[i].at("rollout_digest"));
     for (const char* k : {"reward", "reward_std", "accuracy", "lr"}) CHECK(a[i].at(k) == b[i].at(k));
-    for (const char* k : {"loss", "kl", "weight_mean", "critical_fraction", "entropy", "similarity", "grad_norm"}) {
+    for (const char* k : {"loss", "kl", "kl_all", "weight_mean", "critical_fraction", "entropy", "similarity", "grad_norm"}) {
       const double x = a[i].at(k).get<double>(), y = b[i].at(k).get<double>();
       INFO(k << ": " << x << " vs " << y);
       CHECK(std::fabs(x - y) <= 1e-5 * std::max(std::fabs(x), std::fabs(y)) + 1e-9);
