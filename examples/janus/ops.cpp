@@ -253,16 +253,30 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
     gcpo::loss_outputs lo;
     lo.stats = out(stats);
     const gcpo::loss_inputs li = loss_inputs_of(ts.logprob, ref_logp, advantages, mask.numel() ? mask : torch::Tensor());
+    // Training (the logits need a gradient): the forward and the loss's gradient dL/dlogp for an
+    // upstream gradient of 1 in one call (on CUDA one pass and two launches, where a forward
+    // then a backward take three); the backward scales it by the real upstream gradient.
+    const bool fused = logits.requires_grad();
+    torch::Tensor grad_logp_1 = fused ? torch::empty_like(ts.logprob) : torch::empty({0}, ts.logprob.options());
+    const torch::Tensor one =
+        fused ? torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat).device(logits.device())) : torch::Tensor();
     if (on_cuda(logits)) {
 #if defined(JANUS_WITH_GCPO_CUDA)
       Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logits.size(0), logits.size(1)), logits.device());
-      check(gcpo::cuda::gcpo_loss_forward(li, lo, options, scratch.ws, torch_stream()), "cuda::gcpo_loss_forward");
+      if (fused)
+        check(gcpo::cuda::gcpo_loss_forward_backward(li, lo, in(one), out(grad_logp_1), options, scratch.ws, torch_stream()),
+              "cuda::gcpo_loss_forward_backward");
+      else
+        check(gcpo::cuda::gcpo_loss_forward(li, lo, options, scratch.ws, torch_stream()), "cuda::gcpo_loss_forward");
 #endif
+    } else if (fused) {
+      check(gcpo::host::gcpo_loss_forward_backward(li, lo, in(one), out(grad_logp_1), options),
+            "host::gcpo_loss_forward_backward");
     } else {
       check(gcpo::host::gcpo_loss_forward(li, lo, options), "host::gcpo_loss_forward");
     }
     save_options(ctx, options, temperature);
-    ctx->save_for_backward({logits, tokens, ref_logp, advantages, mask, ts.lse, ts.logprob});
+    ctx->save_for_backward({logits, tokens, ref_logp, advantages, mask, ts.lse, ts.logprob, grad_logp_1});
     torch::Tensor loss = stats.select(0, gcpo::loss_stat_loss).clone();
     ctx->mark_non_differentiable({ts.logprob, stats});
     return {loss, ts.logprob, stats};
@@ -283,22 +297,29 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
     torch::Tensor grad_loss = grad_outputs[0].defined()
                                   ? grad_outputs[0].to(torch::kFloat).reshape({1}).contiguous()
                                   : torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat).device(logits.device()));
-    torch::Tensor grad_logp = torch::empty_like(logp);
+    const torch::Tensor& grad_logp_1 = saved[7];
+    // dL/dlogp is linear in the upstream gradient: the forward's, scaled (x 1 is exact)
+    const bool fused = grad_logp_1.numel() > 0;
+    torch::Tensor grad_logp = fused ? (grad_outputs[0].defined() ? grad_logp_1 * grad_loss : grad_logp_1)
+                                    : torch::empty_like(logp);
     torch::Tensor grad_logits = torch::empty_like(logits);
     const gcpo::loss_inputs li = loss_inputs_of(logp, ref_logp, advantages, mask);
     gcpo::token_stats_options to;
     to.temperature = temperature;
     if (on_cuda(logits)) {
 #if defined(JANUS_WITH_GCPO_CUDA)
-      Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logits.size(0), logits.size(1)), logits.device());
-      check(gcpo::cuda::gcpo_loss_backward(li, in(grad_loss), out(grad_logp), options, scratch.ws, torch_stream()),
-            "cuda::gcpo_loss_backward");
+      if (!fused) {
+        Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logits.size(0), logits.size(1)), logits.device());
+        check(gcpo::cuda::gcpo_loss_backward(li, in(grad_loss), out(grad_logp), options, scratch.ws, torch_stream()),
+              "cuda::gcpo_loss_backward");
+      }
       check(gcpo::cuda::token_stats_backward(in(logits), in(tokens), in(lse), in(grad_logp), out(grad_logits), to,
                                              torch_stream()),
             "cuda::token_stats_backward");
 #endif
     } else {
-      check(gcpo::host::gcpo_loss_backward(li, in(grad_loss), out(grad_logp), options), "host::gcpo_loss_backward");
+      if (!fused)
+        check(gcpo::host::gcpo_loss_backward(li, in(grad_loss), out(grad_logp), options), "host::gcpo_loss_backward");
       check(gcpo::host::token_stats_backward(in(logits), in(tokens), in(lse), in(grad_logp), out(grad_logits), to),
             "host::token_stats_backward");
     }

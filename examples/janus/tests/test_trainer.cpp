@@ -331,6 +331,13 @@ TEST_CASE("the gcpo loss autograd function matches a pure-libtorch implementatio
         CHECK(gb.abs().max().item<double>() > 1e-4);
         // The log-probs the function reports are the policy's.
         CHECK(max_abs_diff(got.logprob, lp0) < 1e-5);
+        // The gradient computed with the forward (the fused call) is scaled by the upstream one...
+        torch::Tensor a2 = base.clone().requires_grad_(true);
+        (janus::ops::policy_loss(a2, tokens, ref, adv, masked ? mask : torch::Tensor(), lo).loss * 2.5).backward();
+        CHECK(max_abs_diff(a2.grad(), a.grad() * 2.5) <= 1e-6 * a.grad().abs().max().item<double>());
+        // ... and without a gradient to compute, the forward alone gives the same loss, bit for bit
+        const janus::ops::LossResult plain = janus::ops::policy_loss(base, tokens, ref, adv, masked ? mask : torch::Tensor(), lo);
+        CHECK(plain.loss.item<float>() == got.loss.item<float>());
       }
     }
   }
