@@ -202,7 +202,7 @@ TEST_CASE("cuda generation_step: workspace and validation", "[cuda][sampling]") 
 // --- rows split over several blocks (no top-k / top-p: 2048-entry chunks, merged by the block
 // that counts a row's last chunk) --------------------------------------------------------------
 
-TEST_CASE("cuda generation_step: rows split over several blocks, tokens bitwise the host's", "[cuda][sampling]") {
+TEST_CASE("cuda generation_step: rows split over several blocks, tokens bitwise the host's", "[cuda][sampling][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   // V either side of the chunk multiples (the last chunk one entry, a partial Philox group, a
   // whole chunk), every kind of logits, each dtype, CFG on and off, aligned (vector loads) and
@@ -232,7 +232,7 @@ TEST_CASE("cuda generation_step: rows split over several blocks, tokens bitwise 
   }
 }
 
-TEST_CASE("cuda generation_step: wide rows with top-k or top-p (one block per row) and without", "[cuda][sampling]") {
+TEST_CASE("cuda generation_step: wide rows with top-k or top-p (one block per row) and without", "[cuda][sampling][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   const std::int64_t V = 2 * chunk + 5;
   std::uint64_t seed = 800;
@@ -308,7 +308,7 @@ TEST_CASE("cuda generation_step: split rows with known tokens (-inf, ties across
   }
 }
 
-TEST_CASE("cuda generation_step: a split row's bits do not depend on the other rows", "[cuda][sampling]") {
+TEST_CASE("cuda generation_step: a split row's bits do not depend on the other rows", "[cuda][sampling][slow]") {
   GCPO_REQUIRE_CUDA_DEVICE();
   // Row r of a batch of 5 against the same row drawn alone with first_row = r (the same Philox
   // counter): the chunks and their merge order depend on V only, so the log-prob and entropy
