@@ -1,7 +1,11 @@
 // CUDA generation_step against the host twin: the sampled tokens bitwise equal (same seed and
 // step), log-prob and entropy within tolerance; vocabularies either side of the 256 lanes and of
 // a group of four, every dtype, CFG on and off, temperatures, top-k (1, small, V - 1, V, > V),
-// top-p (tiny to 1), ties, -inf, NaN and +inf logits, strided rows, misaligned pointers.
+// top-p (tiny to 1), ties, -inf, NaN and +inf logits, strided rows, misaligned pointers. Rows
+// without top-k / top-p longer than 2048 entries are split over several blocks (the split
+// kernel): vocabularies around multiples of 2048, 1 to 40 rows, a workspace that starts as
+// garbage, known tokens across chunks (ties, +inf, all -inf, NaN), the bits of a row independent
+// of the batch, and back-to-back steps on one stream and in one replayed graph.
 #include "cuda_support.hpp"
 
 namespace {
