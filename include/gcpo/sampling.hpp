@@ -43,8 +43,10 @@ struct sampling_options {
 constexpr int sampling_sum_lanes = 256;
 
 /// Workspace bytes `generation_step` needs for R rows of V logits (host and CUDA): two float
-/// arrays of max(R, 1) * V (the host twin uses one row's worth, the CUDA twin keeps every row's
-/// guided logits and their exp in it when top-k / top-p filter).
+/// arrays of max(R, 1) * V (the host twin uses one row's worth; the CUDA twin keeps every row's
+/// guided logits and their exp in it when top-k / top-p filter, and otherwise, where a row is
+/// split over several blocks, each chunk's partial result and each row's arrival counter). Its
+/// contents on entry do not matter.
 /// SIZE_MAX when the size does not fit in size_t (the operator then returns
 /// `invalid_argument`); negative extents count as 0.
 inline std::size_t generation_step_workspace_bytes(std::int64_t R, std::int64_t V) noexcept {
