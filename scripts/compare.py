@@ -381,12 +381,14 @@ def plot_and_table(a):
             if r["n"] >= 2:
                 ax.plot([r["lower"], r["upper"]], [k, k], color="black", lw=2)
             ax.scatter([r["mean"]], [k], color="black", s=50, zorder=3, marker="|")
-            ax.text(1.01, k, f"{fmt(r['mean'], sign=True)} [{fmt(r['lower'], sign=True)}, {fmt(r['upper'], sign=True)}]"
-                    f"\nn {r['n']}, wins {r['wins']}", transform=ax.get_yaxis_transform(), fontsize=7, va="center")
+            ax.text(0.99, k - 0.22, f"mean {fmt(r['mean'], sign=True)}, bounds [{fmt(r['lower'], sign=True)}, "
+                    f"{fmt(r['upper'], sign=True)}], n {r['n']}, wins {r['wins']}", transform=ax.get_yaxis_transform(),
+                    fontsize=7, ha="right", va="bottom")
         ax.axvline(0, color="#888888", lw=1)
         ax.axvline(paired_stats.MARGIN, color="#d62728", lw=0.8, ls="--")
-        ax.set_yticks(range(len(comps)), [c[2].split(":")[0] for c in comps], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_yticks(range(len(comps)), [c[2].split(":")[0].replace(" (weight 1)", "\n(weight 1)") for c in comps],
+                      fontsize=8)
+        ax.set_ylim(len(comps) - 0.5, -0.7)
         ax.set(title=f"paired differences, {what}\n(dots: seeds; bar: the one-sided 95% bounds; dashed: -0.02)",
                xlabel="difference")
         ax.title.set_fontsize(9)
@@ -396,8 +398,7 @@ def plot_and_table(a):
     for ax in (ax1, ax2, ax3, ax4):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title}\nverdict (pre-registered, primary metric): {verdict}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.93, 1))
-    fig.subplots_adjust(wspace=0.55)
+    fig.tight_layout()
     suffix = f"-{a.tag}" if a.tag else ""
     os.makedirs(os.path.join(a.docs, "images"), exist_ok=True)
     png = os.path.join(a.docs, "images", f"comparison{suffix}.png")

@@ -15,6 +15,29 @@ struct loss_data {
   std::vector<std::uint8_t> mask;
 };
 
+/// Device views of loss inputs held in device buffers; `old` and `mask` only when given.
+gcpo::loss_inputs device_inputs(std::int64_t R, std::int64_t N, const device_buffer<float>& lp,
+                                const device_buffer<float>& ref, const device_buffer<float>& adv,
+                                const device_buffer<float>* old, const device_buffer<std::uint8_t>* mask) {
+  gcpo::loss_inputs in;
+  in.logp = gcpo::make_device_view(lp.get(), {R, N});
+  in.ref_logp = gcpo::make_device_view(ref.get(), {R, N});
+  if (old) in.old_logp = gcpo::make_device_view(old->get(), {R, N});
+  in.advantages = gcpo::make_device_view(adv.get(), {R});
+  if (mask) in.mask = gcpo::make_device_view(mask->get(), {R, N});
+  return in;
+}
+
+/// Device views of the loss outputs; `weight` and `kl` only when given.
+gcpo::loss_outputs device_outputs(std::int64_t R, std::int64_t N, const device_buffer<float>& stats,
+                                  const device_buffer<float>* weight = nullptr, const device_buffer<float>* kl = nullptr) {
+  gcpo::loss_outputs out;
+  out.stats = gcpo::make_device_view(stats.get(), {gcpo::loss_stat_count});
+  if (weight) out.weight = gcpo::make_device_view(weight->get(), {R, N});
+  if (kl) out.kl = gcpo::make_device_view(kl->get(), {R, N});
+  return out;
+}
+
 loss_data make_data(rng& g, std::int64_t R, std::int64_t N, bool with_old, double p_mask) {
   loss_data d;
   d.R = R;
@@ -98,16 +121,9 @@ void check_loss(const loss_data& d, const gcpo::loss_options& opt, bool with_gra
   device_buffer<std::uint8_t> d_mask(d.mask);
   device_buffer<float> d_stats(gcpo::loss_stat_count), d_w(R * N), d_kl(R * N), d_grad(R * N);
   auto ws = device_workspace(gcpo::gcpo_loss_workspace_bytes(R, N));
-  gcpo::loss_inputs din;
-  din.logp = gcpo::make_device_view(d_lp.get(), {R, N});
-  din.ref_logp = gcpo::make_device_view(d_ref.get(), {R, N});
-  if (!d.old.empty()) din.old_logp = gcpo::make_device_view(d_old.get(), {R, N});
-  din.advantages = gcpo::make_device_view(d_adv.get(), {R});
-  if (!d.mask.empty()) din.mask = gcpo::make_device_view(d_mask.get(), {R, N});
-  gcpo::loss_outputs dout;
-  dout.stats = gcpo::make_device_view(d_stats.get(), {gcpo::loss_stat_count});
-  dout.weight = gcpo::make_device_view(d_w.get(), {R, N});
-  dout.kl = gcpo::make_device_view(d_kl.get(), {R, N});
+  const gcpo::loss_inputs din =
+      device_inputs(R, N, d_lp, d_ref, d_adv, d.old.empty() ? nullptr : &d_old, d.mask.empty() ? nullptr : &d_mask);
+  const gcpo::loss_outputs dout = device_outputs(R, N, d_stats, &d_w, &d_kl);
   auto f = run_checked([&](cudaStream_t s) { return gcpo::cuda::gcpo_loss_forward(din, dout, opt, ws.workspace(), s); },
                        {out(d_stats), out(d_w), out(d_kl)});
   check_close(as<float>(f[0]), stats, value_atol, value_rtol, "stats");
@@ -230,16 +246,9 @@ void check_fused(const loss_data& d, const gcpo::loss_options& opt, bool with_gr
   device_buffer<float> s_stats(gcpo::loss_stat_count), s_w(R * N), s_kl(R * N), s_grad(R * N);
   auto ws = device_workspace(gcpo::gcpo_loss_workspace_bytes(R, N));
   ws.poison(0xa5);  // its contents on entry do not matter
-  gcpo::loss_inputs din;
-  din.logp = gcpo::make_device_view(d_lp.get(), {R, N});
-  din.ref_logp = gcpo::make_device_view(d_ref.get(), {R, N});
-  if (!d.old.empty()) din.old_logp = gcpo::make_device_view(d_old.get(), {R, N});
-  din.advantages = gcpo::make_device_view(d_adv.get(), {R});
-  if (!d.mask.empty()) din.mask = gcpo::make_device_view(d_mask.get(), {R, N});
-  gcpo::loss_outputs dout;
-  dout.stats = gcpo::make_device_view(d_stats.get(), {gcpo::loss_stat_count});
-  dout.weight = gcpo::make_device_view(d_w.get(), {R, N});
-  dout.kl = gcpo::make_device_view(d_kl.get(), {R, N});
+  const gcpo::loss_inputs din =
+      device_inputs(R, N, d_lp, d_ref, d_adv, d.old.empty() ? nullptr : &d_old, d.mask.empty() ? nullptr : &d_mask);
+  const gcpo::loss_outputs dout = device_outputs(R, N, d_stats, &d_w, &d_kl);
   const gcpo::const_tensor_view d_glv =
       with_grad_loss ? gcpo::const_tensor_view(gcpo::make_device_view(d_gl.get(), {1})) : gcpo::const_tensor_view{};
   auto f = run_checked(
@@ -345,13 +354,8 @@ TEST_CASE("cuda gcpo_loss_forward_backward: empty mask, an unselected rollout, N
   device_buffer<float> d_lp(n.lp), d_ref(n.ref), d_adv(n.adv), d_stats(gcpo::loss_stat_count), d_grad(R * N);
   device_buffer<std::uint8_t> d_mask(n.mask);
   auto ws = device_workspace(gcpo::gcpo_loss_workspace_bytes(R, N));
-  gcpo::loss_inputs din;
-  din.logp = gcpo::make_device_view(d_lp.get(), {R, N});
-  din.ref_logp = gcpo::make_device_view(d_ref.get(), {R, N});
-  din.advantages = gcpo::make_device_view(d_adv.get(), {R});
-  din.mask = gcpo::make_device_view(d_mask.get(), {R, N});
-  gcpo::loss_outputs dout;
-  dout.stats = gcpo::make_device_view(d_stats.get(), {gcpo::loss_stat_count});
+  const gcpo::loss_inputs din = device_inputs(R, N, d_lp, d_ref, d_adv, nullptr, &d_mask);
+  const gcpo::loss_outputs dout = device_outputs(R, N, d_stats);
   auto got = run_checked(
       [&](cudaStream_t s) {
         return gcpo::cuda::gcpo_loss_forward_backward(din, dout, {}, gcpo::make_device_view(d_grad.get(), {R, N}), janus,
@@ -402,13 +406,8 @@ TEST_CASE("cuda gcpo_loss: launches per call", "[cuda][loss][slow]") {
     device_buffer<float> d_lp(d.lp), d_ref(d.ref), d_adv(d.adv), d_stats(gcpo::loss_stat_count), d_grad(R * N);
     device_buffer<std::uint8_t> d_mask(d.mask);
     auto ws = device_workspace(gcpo::gcpo_loss_workspace_bytes(R, N));
-    gcpo::loss_inputs din;
-    din.logp = gcpo::make_device_view(d_lp.get(), {R, N});
-    din.ref_logp = gcpo::make_device_view(d_ref.get(), {R, N});
-    din.advantages = gcpo::make_device_view(d_adv.get(), {R});
-    if (c.mask) din.mask = gcpo::make_device_view(d_mask.get(), {R, N});
-    gcpo::loss_outputs dout;
-    dout.stats = gcpo::make_device_view(d_stats.get(), {gcpo::loss_stat_count});
+    const gcpo::loss_inputs din = device_inputs(R, N, d_lp, d_ref, d_adv, nullptr, c.mask ? &d_mask : nullptr);
+    const gcpo::loss_outputs dout = device_outputs(R, N, d_stats);
     gcpo::loss_options opt;
     opt.aggregation = c.agg;
     opt.max_tokens = 100.0;

@@ -92,6 +92,26 @@ __device__ __forceinline__ double row_factor_dev(const loss_options& opt, std::i
   return Z > 0.0 ? reciprocal(Z) : 0.0;
 }
 
+/// A rollout's five partial sums reduced over the block (fixed order) and stored by thread 0 in
+/// its row of the partials (loss, kl, clipped count, weight, token count). Every thread calls it.
+/// `cnt` is returned reduced (the backward's sequence mean needs it).
+__device__ __forceinline__ long long store_row_partials(double row, double kls, double wsum, long long clip,
+                                                        long long cnt, reduce_scratch<scan_block>& sc, double* p) {
+  row = block_allreduce<scan_block>(row, sum_op{}, sc.d);
+  kls = block_allreduce<scan_block>(kls, sum_op{}, sc.d);
+  wsum = block_allreduce<scan_block>(wsum, sum_op{}, sc.d);
+  clip = block_allreduce<scan_block>(clip, sum_op{}, sc.i);
+  cnt = block_allreduce<scan_block>(cnt, sum_op{}, sc.i);
+  if (threadIdx.x == 0) {
+    p[0] = row;
+    p[1] = kls;
+    p[2] = static_cast<double>(clip);
+    p[3] = wsum;
+    p[4] = static_cast<double>(cnt);
+  }
+  return cnt;
+}
+
 /// The Z reported in the stats (host_impl::reported_denominator).
 __device__ __forceinline__ double reported_denominator_dev(const loss_options& opt, std::int64_t R, std::int64_t N,
                                                            double total) {
@@ -145,19 +165,7 @@ __global__ void __launch_bounds__(scan_block) loss_forward_rows_kernel(loss_args
       carry = __fadd_rn(carry, total);
       __syncthreads();  // tmp is reused by the next tile
     }
-    row = block_allreduce<scan_block>(row, sum_op{}, sc.d);
-    kls = block_allreduce<scan_block>(kls, sum_op{}, sc.d);
-    wsum = block_allreduce<scan_block>(wsum, sum_op{}, sc.d);
-    clip = block_allreduce<scan_block>(clip, sum_op{}, sc.i);
-    cnt = block_allreduce<scan_block>(cnt, sum_op{}, sc.i);
-    if (threadIdx.x == 0) {
-      double* p = a.part + r * loss_partials;
-      p[0] = row;
-      p[1] = kls;
-      p[2] = static_cast<double>(clip);
-      p[3] = wsum;
-      p[4] = static_cast<double>(cnt);
-    }
+    store_row_partials(row, kls, wsum, clip, cnt, sc, a.part + r * loss_partials);
   }
 }
 
@@ -409,19 +417,7 @@ __global__ void __launch_bounds__(scan_block) loss_tile_kernel(loss_args a) {
       cnt += 1;
     }
     if (a.stats) {
-      row = block_allreduce<scan_block>(row, sum_op{}, sc.d);
-      kls = block_allreduce<scan_block>(kls, sum_op{}, sc.d);
-      wsum = block_allreduce<scan_block>(wsum, sum_op{}, sc.d);
-      clip = block_allreduce<scan_block>(clip, sum_op{}, sc.i);
-      cnt = block_allreduce<scan_block>(cnt, sum_op{}, sc.i);
-      if (threadIdx.x == 0) {
-        double* p = a.part + r * loss_partials;
-        p[0] = row;
-        p[1] = kls;
-        p[2] = static_cast<double>(clip);
-        p[3] = wsum;
-        p[4] = static_cast<double>(cnt);
-      }
+      cnt = store_row_partials(row, kls, wsum, clip, cnt, sc, a.part + r * loss_partials);
     } else if (grad && a.mask && opt.aggregation == loss_aggregation::sequence_mean) {
       cnt = block_allreduce<scan_block>(cnt, sum_op{}, sc.i);
     }
