@@ -131,6 +131,6 @@ def verdict(main, selection, margin=MARGIN):
         return "refuted", reasons
     ok_main = main["lower"] > margin
     ok_sel = selection["lower"] > 0
-    reasons.append(f"GCPO - GRPO: lower bound {main['lower']:+.4f} {'>' if ok_main else '<='} {margin}")
-    reasons.append(f"critical - random: lower bound {selection['lower']:+.4f} {'>' if ok_sel else '<='} 0")
+    reasons.append(f"GCPO - GRPO: lower bound {main['lower']:+.5f} {'>' if ok_main else '<='} {margin}")
+    reasons.append(f"critical - random: lower bound {selection['lower']:+.5f} {'>' if ok_sel else '<='} 0")
     return ("reproduced" if ok_main and ok_sel else "inconclusive"), reasons
