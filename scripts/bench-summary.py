@@ -199,18 +199,22 @@ def goals(cuda, steps, copy_bps):
                     "%.1f%%" % (100 * f), "%d%%" % (frac * 100))
             else:
                 add("%s %s R=32 N=576 V=16384 >= %d%% of copy bandwidth" % (op, dt, frac * 100), None, None, None)
-    for op, limit, label in (("select_critical_tokens", 20.0, "whole selection"),
-                             ("gcpo_loss_forward_backward", 10.0, "weight + loss forward + backward")):
-        for suffix in ("", ".graph"):
-            key = "op:%s%s/dtype:fp32/R:32/N:576" % (op, suffix)
-            r = cuda.get(key)
-            desc = "%s R=32 N=576%s <= %g us" % (label, " (in a CUDA graph)" if suffix else " (one launch, events)", limit)
-            add(desc, None if r is None else r["time_us"] <= limit, fmt(r and r["time_us"], ".2f") + " us", "%g us" % limit)
+    # issue 14's goals: the selection (similarity given) <= 10 us; the loss forward + backward with
+    # the weight (the fused call) <= 10 us with events and <= 6 us in a graph; the generation step
+    # <= 5 us in a graph (with events it is reported against the same 5 us)
+    for op, suffix, limit, label in (("select_critical_tokens", "", 10.0, "selection, similarity given"),
+                                     ("select_critical_tokens", ".graph", 10.0, "selection, similarity given"),
+                                     ("gcpo_loss_forward_backward", "", 10.0, "weight + loss forward + backward"),
+                                     ("gcpo_loss_forward_backward", ".graph", 6.0, "weight + loss forward + backward")):
+        key = "op:%s%s/dtype:fp32/R:32/N:576" % (op, suffix)
+        r = cuda.get(key)
+        desc = "%s R=32 N=576%s <= %g us" % (label, " (in a CUDA graph)" if suffix else " (events)", limit)
+        add(desc, None if r is None else r["time_us"] <= limit, fmt(r and r["time_us"], ".2f") + " us", "%g us" % limit)
     for dt in ("bf16", "fp32"):
         for suffix in ("", ".graph"):
             key = "op:generation_step%s/dtype:%s/R:16/V:16384" % (suffix, dt)
             r = cuda.get(key)
-            desc = "generation step %s 16 x 16384%s <= 5 us" % (dt, " (in a CUDA graph)" if suffix else " (one launch, events)")
+            desc = "generation step %s 16 x 16384%s <= 5 us" % (dt, " (in a CUDA graph)" if suffix else " (events)")
             add(desc, None if r is None else r["time_us"] <= 5.0, fmt(r and r["time_us"], ".2f") + " us", "5 us")
     # The step at Janus-Pro's settings (N = 576, G = 4; 8 and 32 rollouts) and at 32x32 tokens, G = 8;
     # the table has every shape.
