@@ -213,6 +213,9 @@ std::vector<std::string> rl_args(const fs::path& out, int steps, const std::vect
   std::vector<std::string> a = {kTrainer, "-q", "rl", "--init", kWarm, "--grid", "8", "--prompts", "4", "--group", "4",
                                 "--steps", std::to_string(steps), "--save-every", "2", "--image-every", "2",
                                 "--eval-samples", "1", "--threads", "1", "--lr", "1e-3", "--reward", "partial",
+                                // constant: these runs are resumed with a larger --steps and compared with
+                                // straight runs, and a resume stretches a decaying schedule (the default, linear)
+                                "--lr-schedule", "constant",
                                 "--dist-timeout", timeout_s, "--out", out.string()};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
