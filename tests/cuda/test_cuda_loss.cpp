@@ -15,6 +15,17 @@ struct loss_data {
   std::vector<std::uint8_t> mask;
 };
 
+/// Host views of a loss_data's inputs (old log-probs and mask where it has them).
+gcpo::loss_inputs host_inputs(const loss_data& d) {
+  gcpo::loss_inputs in;
+  in.logp = gcpo::make_view(d.lp.data(), {d.R, d.N});
+  in.ref_logp = gcpo::make_view(d.ref.data(), {d.R, d.N});
+  if (!d.old.empty()) in.old_logp = gcpo::make_view(d.old.data(), {d.R, d.N});
+  in.advantages = gcpo::make_view(d.adv.data(), {d.R});
+  if (!d.mask.empty()) in.mask = gcpo::make_view(d.mask.data(), {d.R, d.N});
+  return in;
+}
+
 /// Device views of loss inputs held in device buffers; `old` and `mask` only when given.
 gcpo::loss_inputs device_inputs(std::int64_t R, std::int64_t N, const device_buffer<float>& lp,
                                 const device_buffer<float>& ref, const device_buffer<float>& adv,
@@ -101,12 +112,7 @@ void check_loss(const loss_data& d, const gcpo::loss_options& opt, bool with_gra
             << (opt.clipping == gcpo::ratio_clipping::ppo ? "ppo" : "none") << " aggregation=" << name(opt.aggregation)
             << " detach=" << opt.detach_weight << " old=" << !d.old.empty() << " mask=" << !d.mask.empty()
             << " grad_loss=" << with_grad_loss);
-  gcpo::loss_inputs hin;
-  hin.logp = gcpo::make_view(d.lp.data(), {R, N});
-  hin.ref_logp = gcpo::make_view(d.ref.data(), {R, N});
-  if (!d.old.empty()) hin.old_logp = gcpo::make_view(d.old.data(), {R, N});
-  hin.advantages = gcpo::make_view(d.adv.data(), {R});
-  if (!d.mask.empty()) hin.mask = gcpo::make_view(d.mask.data(), {R, N});
+  const gcpo::loss_inputs hin = host_inputs(d);
   std::vector<float> stats(gcpo::loss_stat_count), w(R * N), kl(R * N), grad(R * N);
   const float gl_value = 0.37f;
   gcpo::loss_outputs hout;
@@ -225,12 +231,7 @@ void check_fused(const loss_data& d, const gcpo::loss_options& opt, bool with_gr
                    << " old=" << !d.old.empty() << " mask=" << !d.mask.empty() << " mask_offset=" << mask_offset
                    << " grad_loss=" << with_grad_loss);
   const float gl_value = with_grad_loss ? -1.75f : 1.0f;
-  gcpo::loss_inputs hin;
-  hin.logp = gcpo::make_view(d.lp.data(), {R, N});
-  hin.ref_logp = gcpo::make_view(d.ref.data(), {R, N});
-  if (!d.old.empty()) hin.old_logp = gcpo::make_view(d.old.data(), {R, N});
-  hin.advantages = gcpo::make_view(d.adv.data(), {R});
-  if (!d.mask.empty()) hin.mask = gcpo::make_view(d.mask.data(), {R, N});
+  const gcpo::loss_inputs hin = host_inputs(d);
   std::vector<float> stats(gcpo::loss_stat_count), w(R * N), kl(R * N), grad(R * N);
   gcpo::loss_outputs hout;
   hout.stats = gcpo::make_view(stats.data(), {gcpo::loss_stat_count});

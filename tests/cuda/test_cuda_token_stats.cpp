@@ -57,6 +57,21 @@ std::vector<I> random_tokens(rng& g, std::int64_t n, std::int64_t V) {
   return t;
 }
 
+/// token_stats on the device through run_checked: the entropy, log-prob and lse [R, N] of
+/// `logits` [R, N, V] as host bytes (outs[0], outs[1], outs[2]).
+std::vector<std::vector<unsigned char>> device_token_stats(gcpo::const_tensor_view logits, gcpo::const_tensor_view tokens,
+                                                           const gcpo::token_stats_options& opt) {
+  const std::int64_t R = logits.shape[0], N = logits.shape[1];
+  device_buffer<float> d_ent(R * N), d_lp(R * N), d_lse(R * N);
+  return run_checked(
+      [&](cudaStream_t s) {
+        return gcpo::cuda::token_stats(logits, tokens, gcpo::make_device_view(d_ent.get(), {R, N}),
+                                       gcpo::make_device_view(d_lp.get(), {R, N}),
+                                       gcpo::make_device_view(d_lse.get(), {R, N}), opt, s);
+      },
+      {out(d_ent), out(d_lp), out(d_lse)});
+}
+
 template <class T, class I>
 void check_forward(const shape3& sh, std::int64_t pad1, std::int64_t pad0, std::size_t offset, float temperature,
                    std::uint64_t seed) {
@@ -78,16 +93,8 @@ void check_forward(const shape3& sh, std::int64_t pad1, std::int64_t pad0, std::
 
   device_buffer<T> d_logits(logits, offset);
   device_buffer<I> d_tokens(tokens);
-  device_buffer<float> d_ent(R * N), d_lp(R * N), d_lse(R * N);
-  auto outs = run_checked(
-      [&](cudaStream_t s) {
-        return gcpo::cuda::token_stats(strided(d_logits.get(), {R, N, V}, {l.s0, l.s1, 1}, device),
-                                       gcpo::make_device_view(d_tokens.get(), {R, N}),
-                                       gcpo::make_device_view(d_ent.get(), {R, N}),
-                                       gcpo::make_device_view(d_lp.get(), {R, N}),
-                                       gcpo::make_device_view(d_lse.get(), {R, N}), opt, s);
-      },
-      {out(d_ent), out(d_lp), out(d_lse)});
+  const auto outs = device_token_stats(strided(d_logits.get(), {R, N, V}, {l.s0, l.s1, 1}, device),
+                                       gcpo::make_device_view(d_tokens.get(), {R, N}), opt);
   check_close(as<float>(outs[0]), ent, value_atol, value_rtol, "entropy");
   check_close(as<float>(outs[1]), lp, value_atol, value_rtol, "logprob");
   check_close(as<float>(outs[2]), lse, value_atol, value_rtol, "lse");
@@ -370,16 +377,8 @@ void check_rows_against_reference(const std::vector<std::vector<float>>& rows_f,
                                   gcpo::make_view(h_lse.data(), {R, N}), opt));
   device_buffer<T> d_logits(logits, offset);
   device_buffer<std::int32_t> d_tok(tokens);
-  device_buffer<float> d_ent(R * N), d_lp(R * N), d_lse(R * N);
-  auto outs = run_checked(
-      [&](cudaStream_t s) {
-        return gcpo::cuda::token_stats(gcpo::make_device_view(d_logits.get(), {R, N, V}),
-                                       gcpo::make_device_view(d_tok.get(), {R, N}),
-                                       gcpo::make_device_view(d_ent.get(), {R, N}),
-                                       gcpo::make_device_view(d_lp.get(), {R, N}),
-                                       gcpo::make_device_view(d_lse.get(), {R, N}), opt, s);
-      },
-      {out(d_ent), out(d_lp), out(d_lse)});
+  const auto outs = device_token_stats(gcpo::make_device_view(d_logits.get(), {R, N, V}),
+                                       gcpo::make_device_view(d_tok.get(), {R, N}), opt);
   // NaN must be NaN and an infinity the same infinity (compare's rule); finite values within
   // the spec's tolerance of the float64 definition.
   check_close(as<float>(outs[0]), want_ent, value_atol, value_rtol, "entropy vs float64");
