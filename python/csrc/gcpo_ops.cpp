@@ -333,14 +333,19 @@ gcpo::loss_inputs loss_inputs_of(const Tensor& logp, const Tensor& ref_logp, con
   return li;
 }
 
+// The loss's forward; with `with_grad`, also the gradient dL/dlogp for an upstream gradient of 1
+// (an absent grad_loss) in the same call: on CUDA one pass over the inputs and two launches, where
+// gcpo_loss_forward then gcpo_loss_backward take three. gcpo.gcpo_loss does not use it: its
+// backward would have to scale the kept gradient by the upstream one (a third launch, and an
+// [R, N] tensor kept from forward to backward), which is what the separate backward costs.
 template <twin T>
-std::tuple<Tensor, Tensor, Tensor> gcpo_loss_forward(const Tensor& logp, const Tensor& ref_logp,
-                                                     const c10::optional<Tensor>& old_logp, const Tensor& advantages,
-                                                     const c10::optional<Tensor>& mask, const std::string& algo,
-                                                     const std::string& clipping, double eps_low, double eps_high,
-                                                     double beta, double weight_clip, bool detach_weight,
-                                                     const std::string& aggregation, double max_tokens,
-                                                     double denominator) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> loss_forward(const Tensor& logp, const Tensor& ref_logp,
+                                                        const c10::optional<Tensor>& old_logp, const Tensor& advantages,
+                                                        const c10::optional<Tensor>& mask, const std::string& algo,
+                                                        const std::string& clipping, double eps_low, double eps_high,
+                                                        double beta, double weight_clip, bool detach_weight,
+                                                        const std::string& aggregation, double max_tokens,
+                                                        double denominator, bool with_grad) {
   const Tensor none;
   check_same_device("gcpo_loss", {{&logp, "logp"}, {&ref_logp, "ref_logp"}, {old_logp ? &*old_logp : &none, "old_logp"},
                                   {&advantages, "advantages"}, {mask ? &*mask : &none, "mask"}});
@@ -352,20 +357,52 @@ std::tuple<Tensor, Tensor, Tensor> gcpo_loss_forward(const Tensor& logp, const T
   Tensor stats = at::empty({gcpo::loss_stat_count}, float_on(logp));
   Tensor weight = at::empty({logp.size(0), logp.size(1)}, float_on(logp));
   Tensor kl = at::empty({logp.size(0), logp.size(1)}, float_on(logp));
+  Tensor grad_logp = at::empty({with_grad ? logp.size(0) : 0, with_grad ? logp.size(1) : 0}, float_on(logp));
   gcpo::loss_outputs lo;
   lo.stats = out(stats, "stats");
   lo.weight = out(weight, "weight");
   lo.kl = out(kl, "kl");
   if constexpr (T == twin::host) {
-    check(gcpo::host::gcpo_loss_forward(li, lo, o), "gcpo_loss");
+    if (with_grad)
+      check(gcpo::host::gcpo_loss_forward_backward(li, lo, gcpo::const_tensor_view{}, out(grad_logp, "grad_logp"), o),
+            "gcpo_loss");
+    else
+      check(gcpo::host::gcpo_loss_forward(li, lo, o), "gcpo_loss");
   } else {
 #if defined(GCPO_TORCH_WITH_CUDA)
     Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logp.size(0), logp.size(1)), logp);
-    check(gcpo::cuda::gcpo_loss_forward(li, lo, o, scratch.ws, stream_of(logp)), "gcpo_loss");
+    if (with_grad)
+      check(gcpo::cuda::gcpo_loss_forward_backward(li, lo, gcpo::const_tensor_view{}, out(grad_logp, "grad_logp"), o,
+                                                   scratch.ws, stream_of(logp)),
+            "gcpo_loss");
+    else
+      check(gcpo::cuda::gcpo_loss_forward(li, lo, o, scratch.ws, stream_of(logp)), "gcpo_loss");
 #endif
   }
-  return {stats, weight, kl};
+  return {stats, weight, kl, grad_logp};
 }
+
+#define GCPO_LOSS_FORWARD_PARAMS                                                                                    \
+  const Tensor &logp, const Tensor &ref_logp, const c10::optional<Tensor> &old_logp, const Tensor &advantages,      \
+      const c10::optional<Tensor> &mask, const std::string &algo, const std::string &clipping, double eps_low,      \
+      double eps_high, double beta, double weight_clip, bool detach_weight, const std::string &aggregation,         \
+      double max_tokens, double denominator
+#define GCPO_LOSS_FORWARD_ARGS                                                                                      \
+  logp, ref_logp, old_logp, advantages, mask, algo, clipping, eps_low, eps_high, beta, weight_clip, detach_weight, \
+      aggregation, max_tokens, denominator
+
+template <twin T>
+std::tuple<Tensor, Tensor, Tensor> gcpo_loss_forward(GCPO_LOSS_FORWARD_PARAMS) {
+  const auto r = loss_forward<T>(GCPO_LOSS_FORWARD_ARGS, false);
+  return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
+}
+
+template <twin T>
+std::tuple<Tensor, Tensor, Tensor, Tensor> gcpo_loss_forward_backward(GCPO_LOSS_FORWARD_PARAMS) {
+  return loss_forward<T>(GCPO_LOSS_FORWARD_ARGS, true);
+}
+#undef GCPO_LOSS_FORWARD_PARAMS
+#undef GCPO_LOSS_FORWARD_ARGS
 
 template <twin T>
 Tensor gcpo_loss_backward(const Tensor& logp, const Tensor& ref_logp, const c10::optional<Tensor>& old_logp,
@@ -421,6 +458,9 @@ TORCH_LIBRARY(gcpo, m) {
   m.def("gcpo_loss_backward(Tensor logp, Tensor ref_logp, Tensor? old_logp, Tensor advantages, Tensor? mask, "
         "Tensor grad_loss, str algo, str clipping, float eps_low, float eps_high, float beta, float weight_clip, "
         "bool detach_weight, str aggregation, float max_tokens, float denominator) -> Tensor");
+  m.def("gcpo_loss_forward_backward(Tensor logp, Tensor ref_logp, Tensor? old_logp, Tensor advantages, Tensor? mask, "
+        "str algo, str clipping, float eps_low, float eps_high, float beta, float weight_clip, bool detach_weight, "
+        "str aggregation, float max_tokens, float denominator) -> (Tensor stats, Tensor weight, Tensor kl, Tensor grad_logp)");
   m.def("cuda_enabled() -> bool", &cuda_enabled);
 }
 
@@ -434,6 +474,7 @@ TORCH_LIBRARY(gcpo, m) {
     m.impl("select_critical_tokens", &select_critical_tokens<T>);          \
     m.impl("gcpo_loss_forward", &gcpo_loss_forward<T>);                    \
     m.impl("gcpo_loss_backward", &gcpo_loss_backward<T>);                  \
+    m.impl("gcpo_loss_forward_backward", &gcpo_loss_forward_backward<T>);  \
   }
 
 GCPO_REGISTER_TWIN(CPU, twin::host)

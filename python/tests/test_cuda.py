@@ -138,6 +138,28 @@ def test_loss_value_and_gradient_match_the_cpu_twin(algo):
     torch.testing.assert_close(grads[1].to(torch.float64), grads[0].to(torch.float64), atol=1e-7, rtol=1e-4)
 
 
+def test_fused_loss_op_matches_forward_then_backward_on_the_gpu():
+    """The one-pass gcpo_loss_forward_backward against the separate forward and backward
+    kernels, and against the CPU twin."""
+    R, N = 32, 576
+    g = gen(10)
+    logp = -torch.rand(R, N, generator=g) * 4
+    ref_logp = logp + 0.3 * torch.randn(R, N, generator=g)
+    adv = torch.randn(R, generator=g)
+    mask = torch.rand(R, N, generator=g) < 0.3
+    args = ("gcpo", "none", 0.2, 0.2, 0.01, 0.5, False, "token_mean", 0.0, 0.0)
+    ops = torch.ops.gcpo
+    d = [t.to(DEV) for t in (logp, ref_logp, adv, mask)]
+    fused = ops.gcpo_loss_forward_backward(d[0], d[1], None, d[2], d[3], *args)
+    stats, weight, kl = ops.gcpo_loss_forward(d[0], d[1], None, d[2], d[3], *args)
+    grad = ops.gcpo_loss_backward(d[0], d[1], None, d[2], d[3], torch.ones(1, device=DEV), *args)
+    cpu = ops.gcpo_loss_forward_backward(logp, ref_logp, None, adv, mask, *args)
+    for i, (got, sep, host) in enumerate(zip(fused, (stats, weight, kl, grad), cpu)):
+        tol = dict(atol=1e-7, rtol=1e-4) if i == 3 else {}  # the gradient: the other loss test's bounds
+        close(got, sep, **tol)
+        close(got, host, **tol)
+
+
 # ---- the drop-ins, on CUDA tensors ---------------------------------------------------------------
 
 def test_drop_ins_on_cuda_match_the_official_computations():

@@ -118,6 +118,39 @@ def test_chain_to_logits():
     torch.testing.assert_close(x.grad.double(), x64.grad, atol=1e-7, rtol=1e-3)
 
 
+FUSED_OPTIONS = [
+    dict(),
+    dict(algo="grpo"),
+    dict(detach_weight=True, beta=0.05),
+    dict(use_old=True, clipping="ppo", eps_low=0.1, eps_high=0.3),
+    dict(aggregation="sequence_mean"),
+    dict(aggregation="constant", max_tokens=20.0),
+    dict(aggregation="external", denominator=7.0, weight_clip=0.2),
+]
+
+
+@pytest.mark.parametrize("opts", FUSED_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_fused_op_equals_forward_then_backward(opts):
+    """torch.ops.gcpo.gcpo_loss_forward_backward gives the same stats, weight, kl as
+    gcpo_loss_forward and the same gradient as gcpo_loss_backward with an upstream gradient of 1,
+    bit for bit on the CPU twin (which runs the two in turn)."""
+    logp, ref_logp, old_logp, adv, mask = make(seed=5)
+    opts = dict(opts)
+    old = old_logp if opts.pop("use_old", False) else None
+    o = dict(algo="gcpo", clipping="none", eps_low=0.2, eps_high=0.2, beta=0.01, weight_clip=0.5,
+             detach_weight=False, aggregation="token_mean", max_tokens=0.0, denominator=0.0)
+    o.update(opts)
+    args = (o["algo"], o["clipping"], o["eps_low"], o["eps_high"], o["beta"], o["weight_clip"], o["detach_weight"],
+            o["aggregation"], o["max_tokens"], o["denominator"])
+    ops = torch.ops.gcpo
+    stats, weight, kl, grad = ops.gcpo_loss_forward_backward(logp, ref_logp, old, adv, mask, *args)
+    want_stats, want_weight, want_kl = ops.gcpo_loss_forward(logp, ref_logp, old, adv, mask, *args)
+    want_grad = ops.gcpo_loss_backward(logp, ref_logp, old, adv, mask, torch.ones(1), *args)
+    for got, want in ((stats, want_stats), (weight, want_weight), (kl, want_kl), (grad, want_grad)):
+        assert torch.equal(got, want)
+    assert grad.abs().sum() > 0
+
+
 def test_loss_errors():
     logp, ref_logp, old_logp, adv, mask = make()
     with pytest.raises(ValueError, match=r"`inputs.advantages.shape\[0\]`"):
