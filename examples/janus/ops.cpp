@@ -254,23 +254,22 @@ struct GcpoLossFunction : public torch::autograd::Function<GcpoLossFunction> {
     lo.stats = out(stats);
     const gcpo::loss_inputs li = loss_inputs_of(ts.logprob, ref_logp, advantages, mask.numel() ? mask : torch::Tensor());
     // Training (the logits need a gradient): the forward and the loss's gradient dL/dlogp for an
-    // upstream gradient of 1 in one call (on CUDA one pass and two launches, where a forward
-    // then a backward take three); the backward scales it by the real upstream gradient.
+    // upstream gradient of 1 (an absent grad_loss) in one call, on CUDA one pass over the inputs
+    // and two launches; the backward scales it by the real upstream gradient (one elementwise
+    // launch, so a step's launch count equals a separate forward and backward: 2 + 1).
     const bool fused = logits.requires_grad();
     torch::Tensor grad_logp_1 = fused ? torch::empty_like(ts.logprob) : torch::empty({0}, ts.logprob.options());
-    const torch::Tensor one =
-        fused ? torch::ones({1}, torch::TensorOptions().dtype(torch::kFloat).device(logits.device())) : torch::Tensor();
     if (on_cuda(logits)) {
 #if defined(JANUS_WITH_GCPO_CUDA)
       Scratch scratch(gcpo::gcpo_loss_workspace_bytes(logits.size(0), logits.size(1)), logits.device());
       if (fused)
-        check(gcpo::cuda::gcpo_loss_forward_backward(li, lo, in(one), out(grad_logp_1), options, scratch.ws, torch_stream()),
+        check(gcpo::cuda::gcpo_loss_forward_backward(li, lo, gcpo::const_tensor_view{}, out(grad_logp_1), options, scratch.ws, torch_stream()),
               "cuda::gcpo_loss_forward_backward");
       else
         check(gcpo::cuda::gcpo_loss_forward(li, lo, options, scratch.ws, torch_stream()), "cuda::gcpo_loss_forward");
 #endif
     } else if (fused) {
-      check(gcpo::host::gcpo_loss_forward_backward(li, lo, in(one), out(grad_logp_1), options),
+      check(gcpo::host::gcpo_loss_forward_backward(li, lo, gcpo::const_tensor_view{}, out(grad_logp_1), options),
             "host::gcpo_loss_forward_backward");
     } else {
       check(gcpo::host::gcpo_loss_forward(li, lo, options), "host::gcpo_loss_forward");
