@@ -117,14 +117,17 @@ def test_selection_equals_the_cpu_twin_exactly(R, H, W):
 
 # ---- the loss ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("algo", ["gcpo", "grpo"])
-def test_loss_value_and_gradient_match_the_cpu_twin(algo):
-    R, N = 8, 576
-    g = gen(8)
+def loss_inputs(R, N, seed):
+    """logp, ref_logp, advantages, mask (30% of the tokens) on the CPU."""
+    g = gen(seed)
     logp = -torch.rand(R, N, generator=g) * 4
     ref_logp = logp + 0.3 * torch.randn(R, N, generator=g)
-    adv = torch.randn(R, generator=g)
-    mask = torch.rand(R, N, generator=g) < 0.3
+    return logp, ref_logp, torch.randn(R, generator=g), torch.rand(R, N, generator=g) < 0.3
+
+
+@pytest.mark.parametrize("algo", ["gcpo", "grpo"])
+def test_loss_value_and_gradient_match_the_cpu_twin(algo):
+    logp, ref_logp, adv, mask = loss_inputs(8, 576, seed=8)
     grads, losses = [], []
     for dev in ("cpu", DEV):
         x = logp.to(dev).requires_grad_(True)
@@ -141,12 +144,7 @@ def test_loss_value_and_gradient_match_the_cpu_twin(algo):
 def test_fused_loss_op_matches_forward_then_backward_on_the_gpu():
     """The one-pass gcpo_loss_forward_backward against the separate forward and backward
     kernels, and against the CPU twin."""
-    R, N = 32, 576
-    g = gen(10)
-    logp = -torch.rand(R, N, generator=g) * 4
-    ref_logp = logp + 0.3 * torch.randn(R, N, generator=g)
-    adv = torch.randn(R, generator=g)
-    mask = torch.rand(R, N, generator=g) < 0.3
+    logp, ref_logp, adv, mask = loss_inputs(32, 576, seed=10)
     args = ("gcpo", "none", 0.2, 0.2, 0.01, 0.5, False, "token_mean", 0.0, 0.0)
     ops = torch.ops.gcpo
     d = [t.to(DEV) for t in (logp, ref_logp, adv, mask)]
