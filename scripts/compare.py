@@ -336,6 +336,10 @@ def plot_and_table(a):
     any_run = next(iter(runs[arms[0]].values()))
     cfg, steps = any_run["config"], any_run["config"].get("steps")
     prim, sec = comparisons(runs, "primary"), comparisons(runs, "heldout")
+    # the k3 KL on every token (kl_all), the same tokens for every arm: runs of a trainer that
+    # did not record it are left out of these rows
+    kl_runs = {arm: {s: r for s, r in by_seed.items() if r["kl_all"] == r["kl_all"]} for arm, by_seed in runs.items()}
+    kl_all = comparisons({arm: by_seed for arm, by_seed in kl_runs.items() if by_seed}, "kl_all")
     verdict, reasons = paired_stats.verdict(find(prim, "gcpo", "grpo"), find(prim, "critical-w1", "random-w1"))
     verdict2, reasons2 = paired_stats.verdict(find(sec, "gcpo", "grpo"), find(sec, "critical-w1", "random-w1"))
     title = a.title or settings_line(cfg, steps)
@@ -413,9 +417,11 @@ def plot_and_table(a):
          f"The same criteria on the secondary metric (held-out accuracy): {verdict2} ({'; '.join(reasons2)}).", "",
          "## Paired differences", "",
          "Per seed d = first arm - second arm; mean, standard error, and the one-sided 95% bounds "
-         "mean -/+ t(0.95, n-1) se; wins: seeds with d > 0.", "",
+         "mean -/+ t(0.95, n-1) se; wins: seeds with d > 0. The KL rows compare the mean over the run of "
+         "each step's k3 KL on every token (`kl_all`), the same tokens in every arm (the trainer's `kl` "
+         "averages the trained tokens only).", "",
          "| comparison | metric | n | mean | se | lower bound | upper bound | wins |", "|---|---|---|---|---|---|---|---|"]
-    for comps, metric in ((prim, "mean train reward"), (sec, "held-out accuracy")):
+    for comps, metric in ((prim, "mean train reward"), (sec, "held-out accuracy"), (kl_all, "mean KL, all tokens")):
         for x, y, what, r in comps:
             L.append(f"| {what} | {metric} | {r['n']} | {fmt(r['mean'], 4, True)} | {fmt(r['se'], 4)} | "
                      f"{fmt(r['lower'], 4, True)} | {fmt(r['upper'], 4, True)} | {r['wins']}/{r['n']} |")

@@ -81,6 +81,17 @@ class CompareEndToEnd(unittest.TestCase):
         self.assertAlmostEqual(float(row.group(2)), se, places=4)
         self.assertAlmostEqual(float(row.group(3)), mean - t * se, places=3)
         self.assertAlmostEqual(float(row.group(4)), mean + t * se, places=3)
+        # GCPO - GRPO on the KL over every token, recomputed from the runs' kl_all
+        def mean_kl_all(run):
+            with open(os.path.join(run, "metrics.jsonl")) as f:
+                ks = [json.loads(l)["kl_all"] for l in f if l.strip()]
+            return sum(ks) / len(ks)
+        dk = [mean_kl_all(os.path.join(self.out, f"gcpo-seed{s}")) - mean_kl_all(os.path.join(self.out, f"grpo-seed{s}"))
+              for s in (0, 1)]
+        row = re.search(r"^\| GCPO - GRPO \| mean KL, all tokens \| 2 \| (\S+) \| (\S+) \|", md, re.M)
+        self.assertIsNotNone(row, md)
+        self.assertAlmostEqual(float(row.group(1)), sum(dk) / 2, places=4)
+        self.assertAlmostEqual(float(row.group(2)), abs(dk[0] - dk[1]) / 2, places=4)
         # the held-out column is the summary's final evaluation
         acc = jload(os.path.join(self.out, "gcpo-seed1", "summary.json"))["eval_final"]["accuracy"]
         self.assertRegex(md, r"\| GCPO \| 1 \| [0-9.]+ \| [0-9.]+ \| %s \|" % re.escape(f"{acc:.3f}"))
