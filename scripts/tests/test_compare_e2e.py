@@ -32,10 +32,11 @@ def jload(path):
         return json.load(f)
 
 
-def mean_reward(run):
+def mean_metric(run, key="reward"):
+    """The mean over the run's steps of one metrics.jsonl key."""
     with open(os.path.join(run, "metrics.jsonl")) as f:
-        rs = [json.loads(l)["reward"] for l in f if l.strip()]
-    return sum(rs) / len(rs)
+        xs = [json.loads(l)[key] for l in f if l.strip()]
+    return sum(xs) / len(xs)
 
 
 class CompareEndToEnd(unittest.TestCase):
@@ -70,7 +71,7 @@ class CompareEndToEnd(unittest.TestCase):
         with open(os.path.join(self.docs, "comparison-results-t.md")) as f:
             md = f.read()
         # GCPO - GRPO on the mean training reward, recomputed from the runs' own metrics
-        d = [mean_reward(os.path.join(self.out, f"gcpo-seed{s}")) - mean_reward(os.path.join(self.out, f"grpo-seed{s}"))
+        d = [mean_metric(os.path.join(self.out, f"gcpo-seed{s}")) - mean_metric(os.path.join(self.out, f"grpo-seed{s}"))
              for s in (0, 1)]
         mean = sum(d) / 2
         se = abs(d[0] - d[1]) / 2  # sd of two values = |a - b| / sqrt(2); se = sd / sqrt(2)
@@ -82,12 +83,8 @@ class CompareEndToEnd(unittest.TestCase):
         self.assertAlmostEqual(float(row.group(3)), mean - t * se, places=3)
         self.assertAlmostEqual(float(row.group(4)), mean + t * se, places=3)
         # GCPO - GRPO on the KL over every token, recomputed from the runs' kl_all
-        def mean_kl_all(run):
-            with open(os.path.join(run, "metrics.jsonl")) as f:
-                ks = [json.loads(l)["kl_all"] for l in f if l.strip()]
-            return sum(ks) / len(ks)
-        dk = [mean_kl_all(os.path.join(self.out, f"gcpo-seed{s}")) - mean_kl_all(os.path.join(self.out, f"grpo-seed{s}"))
-              for s in (0, 1)]
+        dk = [mean_metric(os.path.join(self.out, f"gcpo-seed{s}"), "kl_all")
+              - mean_metric(os.path.join(self.out, f"grpo-seed{s}"), "kl_all") for s in (0, 1)]
         row = re.search(r"^\| GCPO - GRPO \| mean KL, all tokens \| 2 \| (\S+) \| (\S+) \|", md, re.M)
         self.assertIsNotNone(row, md)
         self.assertAlmostEqual(float(row.group(1)), sum(dk) / 2, places=4)
